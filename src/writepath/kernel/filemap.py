@@ -1,0 +1,472 @@
+"""generic_perform_write() in each design, and the VFS write entry around it — mm/filemap.c.
+
+The designs, each a transliteration of one version (or one broken variant) of the loop, to be read
+beside the C (``../shared/reference/kernel-code.md`` §1–2):
+
+``v6.13``           prefault the chunk with ``fault_in_iov_iter_readable()``, then copy atomically.
+``v6.14``           665575cff098: copy atomically first; fault in only after a copy made no
+                    progress, once the folio is unlocked again.
+``no-fault-in``     v6.14 without the late fault-in: a non-resident source spins forever.
+``faulting-copy``   v6.14 with a copy that may take page faults while the folio is locked: a
+                    source mapping that very folio waits for its own lock.
+``any-byte-check``  v6.13 with the 2021 gfs2 prefault check: give up if *any* byte of the chunk
+                    cannot be faulted in, not only if none can.
+
+What every design shares — write_begin, the copy, write_end and the revert of what write_end
+refused — is ``_write_chunk``; the loops differ only where the designs differ. The loops also tell
+the livelock detector (``note_no_progress``) about iterations that made no progress: that is the
+model's bookkeeping, not kernel code, and it changes nothing the loop does.
+
+Not modelled: ``balance_dirty_pages_ratelimited()`` (no writeback here) and
+``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is always false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from writepath.kernel import tracepoints as tp
+from writepath.kernel.constants import DIV_ROUND_UP, PAGE_SIZE
+from writepath.kernel.iov_iter import (
+    IovIter,
+    __copy_from_iter,
+    copy_page_from_iter_atomic,
+    fault_in_iov_iter_readable,
+    iov_iter_current_addr,
+    iov_iter_revert,
+    iov_iter_truncate,
+)
+from writepath.kernel.mm import VMA, do_user_addr_fault
+from writepath.kernel.pagecache import (
+    AddressSpace,
+    AddressSpaceOperations,
+    Folio,
+    filemap_add_folio,
+    folio_lock,
+    folio_size,
+    folio_unlock,
+    mapping_max_folio_size,
+    offset_in_folio,
+)
+from writepath.kernel.task import (
+    COND_RESCHED,
+    PAGE_FAULT,
+    Sleeps,
+    Task,
+    lock_acquire,
+    lock_release,
+    note_no_progress,
+    note_progress,
+)
+from writepath.kernel.vfs import (
+    IOCB_APPEND,
+    VM_FAULT_LOCKED,
+    VM_FAULT_SIGBUS,
+    File,
+    Kiocb,
+)
+
+EFAULT = 14
+EFBIG = 27
+EINTR = 4
+
+PerformWrite = Callable[[Task, Kiocb, IovIter], Sleeps[int]]
+CopyToFolio = Callable[[Task, Folio, int, int, IovIter], Sleeps[int]]
+
+
+def _atomic_copy(
+    task: Task, folio: Folio, offset: int, nbytes: int, i: IovIter
+) -> Sleeps[int]:
+    """The copy of v6.13/v6.14, as a step of ``_write_chunk``; it never sleeps."""
+    return copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
+    yield  # pragma: no cover - makes this a generator without a scheduling point
+
+
+def copy_folio_from_iter_faulting(
+    task: Task, folio: Folio, offset: int, nbytes: int, i: IovIter
+) -> Sleeps[int]:
+    """The broken ``faulting-copy``: copy with page faults *enabled* while the folio is locked.
+
+    Modelled as the CPU does it: copy what is present; at the first page that is not, take the
+    fault (which may sleep, and may need the very folio lock the caller holds), then go on.
+    """
+    task.emit((tp.ENTER, task.pid, "copy_folio_from_iter", nbytes))
+    copied = 0
+    while copied < nbytes:
+        n = __copy_from_iter(task, folio.data, offset + copied, nbytes - copied, i)
+        copied += n
+        if copied == nbytes or not i.count:
+            break
+        yield PAGE_FAULT
+        if not (yield from do_user_addr_fault(task, iov_iter_current_addr(i))):
+            break
+    task.emit((tp.COPY, task.pid, nbytes, copied))
+    task.emit((tp.EXIT, task.pid, "copy_folio_from_iter", copied))
+    return copied
+
+
+def _write_chunk(
+    task: Task,
+    file: File,
+    mapping: AddressSpace,
+    a_ops: AddressSpaceOperations,
+    pos: int,
+    nbytes: int,
+    i: IovIter,
+    copy: CopyToFolio,
+) -> Sleeps[tuple[int, int, int]]:
+    """One pass of the loop body from ``write_begin`` to the revert after ``write_end``.
+
+    Returns ``(status, copied, bytes)``: write_end's verdict (or write_begin's error), what the
+    copy moved, and the chunk size after clamping it to the folio. On return the folio is unlocked
+    and the iterator stands after the bytes write_end accepted.
+    """
+    status, folio, fsdata = yield from a_ops.write_begin(
+        task, file, mapping, pos, nbytes
+    )
+    if status < 0 or folio is None:
+        return status, 0, nbytes
+    offset = offset_in_folio(folio, pos)
+    if nbytes > folio_size(folio) - offset:
+        nbytes = folio_size(folio) - offset
+    copied = yield from copy(task, folio, offset, nbytes, i)
+    status = a_ops.write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+    if status != copied:
+        iov_iter_revert(i, copied - max(status, 0))
+    return status, copied, nbytes
+
+
+def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
+    ret = written if written else status
+    if written:
+        iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", ret))
+    return ret
+
+
+def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
+    """generic_perform_write() of v6.13 (mm/filemap.c): prefault, then copy atomically."""
+    task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    file = iocb.ki_filp
+    pos = iocb.ki_pos
+    mapping = file.f_mapping
+    a_ops = mapping.a_ops
+    chunk = mapping_max_folio_size(mapping)
+    status = 0
+    written = 0
+    retry = False
+    nbytes = 0
+    while True:
+        if not retry:
+            nbytes = i.count
+        retry = False
+        offset = pos & (chunk - 1)
+        nbytes = min(chunk - offset, nbytes)
+        # Bring in the source first: the "deadlock" comment of v6.13.
+        if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
+            status = -EFAULT
+            break
+        status, copied, nbytes = yield from _write_chunk(
+            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
+        )
+        if status < 0:
+            break
+        yield COND_RESCHED
+        if status == 0:
+            task.emit((tp.RETRY, task.pid, pos, nbytes))
+            note_no_progress(task, (pos, i.count, chunk, nbytes))
+            if chunk > PAGE_SIZE:
+                chunk //= 2
+            if copied:
+                nbytes = copied
+                retry = True
+                continue
+        else:
+            note_progress(task)
+            pos += status
+            written += status
+        if not i.count:
+            break
+    return _finish(task, iocb, written, status)
+
+
+def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
+    """generic_perform_write() after 665575cff098 (v6.14+, mm/filemap.c): copy first with page
+    faults disabled; only when a copy made no progress, fault the source in, folio unlocked."""
+    task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    file = iocb.ki_filp
+    pos = iocb.ki_pos
+    mapping = file.f_mapping
+    a_ops = mapping.a_ops
+    chunk = mapping_max_folio_size(mapping)
+    status = 0
+    written = 0
+    retry = False
+    nbytes = 0
+    while True:
+        if not retry:
+            nbytes = i.count
+        retry = False
+        offset = pos & (chunk - 1)
+        nbytes = min(chunk - offset, nbytes)
+        status, copied, nbytes = yield from _write_chunk(
+            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
+        )
+        if status < 0:
+            break
+        yield COND_RESCHED
+        if status == 0:
+            task.emit((tp.RETRY, task.pid, pos, nbytes))
+            note_no_progress(task, (pos, i.count, chunk, nbytes))
+            if chunk > PAGE_SIZE:
+                chunk //= 2
+            if copied:
+                nbytes = copied
+                retry = True
+                continue
+            # The folio is unlocked: a fault on it can be handled now.
+            if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
+                status = -EFAULT
+                break
+        else:
+            note_progress(task)
+            pos += status
+            written += status
+        if not i.count:
+            break
+    return _finish(task, iocb, written, status)
+
+
+def generic_perform_write_no_fault_in(
+    task: Task, iocb: Kiocb, i: IovIter
+) -> Sleeps[int]:
+    """Broken: v6.14 without the late fault-in. A copy that makes no progress because the source
+    is not resident is retried as it is, forever: nothing ever faults the source in."""
+    task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    file = iocb.ki_filp
+    pos = iocb.ki_pos
+    mapping = file.f_mapping
+    a_ops = mapping.a_ops
+    chunk = mapping_max_folio_size(mapping)
+    status = 0
+    written = 0
+    retry = False
+    nbytes = 0
+    while True:
+        if not retry:
+            nbytes = i.count
+        retry = False
+        offset = pos & (chunk - 1)
+        nbytes = min(chunk - offset, nbytes)
+        status, copied, nbytes = yield from _write_chunk(
+            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
+        )
+        if status < 0:
+            break
+        yield COND_RESCHED
+        if status == 0:
+            task.emit((tp.RETRY, task.pid, pos, nbytes))
+            note_no_progress(task, (pos, i.count, chunk, nbytes))
+            if chunk > PAGE_SIZE:
+                chunk //= 2
+            if copied:
+                nbytes = copied
+                retry = True
+                continue
+        else:
+            note_progress(task)
+            pos += status
+            written += status
+        if not i.count:
+            break
+    return _finish(task, iocb, written, status)
+
+
+def generic_perform_write_faulting_copy(
+    task: Task, iocb: Kiocb, i: IovIter
+) -> Sleeps[int]:
+    """Broken: v6.14 with a copy that takes page faults while ``write_begin``'s folio lock is
+    held. A source page that maps the folio being written faults into ``filemap_fault()``, which
+    waits for that folio's lock: held by this very task."""
+    task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    file = iocb.ki_filp
+    pos = iocb.ki_pos
+    mapping = file.f_mapping
+    a_ops = mapping.a_ops
+    chunk = mapping_max_folio_size(mapping)
+    status = 0
+    written = 0
+    retry = False
+    nbytes = 0
+    while True:
+        if not retry:
+            nbytes = i.count
+        retry = False
+        offset = pos & (chunk - 1)
+        nbytes = min(chunk - offset, nbytes)
+        status, copied, nbytes = yield from _write_chunk(
+            task, file, mapping, a_ops, pos, nbytes, i, copy_folio_from_iter_faulting
+        )
+        if status < 0:
+            break
+        yield COND_RESCHED
+        if status == 0:
+            task.emit((tp.RETRY, task.pid, pos, nbytes))
+            note_no_progress(task, (pos, i.count, chunk, nbytes))
+            if chunk > PAGE_SIZE:
+                chunk //= 2
+            if copied:
+                nbytes = copied
+                retry = True
+                continue
+            if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
+                status = -EFAULT
+                break
+        else:
+            note_progress(task)
+            pos += status
+            written += status
+        if not i.count:
+            break
+    return _finish(task, iocb, written, status)
+
+
+def generic_perform_write_any_byte_check(
+    task: Task, iocb: Kiocb, i: IovIter
+) -> Sleeps[int]:
+    """Broken: v6.13 with the prefault test written as in gfs2 before its 2021 fix, ``if
+    (fault_in_iov_iter_readable(i, bytes))``: any byte that cannot be faulted in fails the chunk
+    with -EFAULT, so a chunk that is only partly readable writes nothing of its readable part."""
+    task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    file = iocb.ki_filp
+    pos = iocb.ki_pos
+    mapping = file.f_mapping
+    a_ops = mapping.a_ops
+    chunk = mapping_max_folio_size(mapping)
+    status = 0
+    written = 0
+    retry = False
+    nbytes = 0
+    while True:
+        if not retry:
+            nbytes = i.count
+        retry = False
+        offset = pos & (chunk - 1)
+        nbytes = min(chunk - offset, nbytes)
+        if (yield from fault_in_iov_iter_readable(task, i, nbytes)) != 0:
+            status = -EFAULT
+            break
+        status, copied, nbytes = yield from _write_chunk(
+            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
+        )
+        if status < 0:
+            break
+        yield COND_RESCHED
+        if status == 0:
+            task.emit((tp.RETRY, task.pid, pos, nbytes))
+            note_no_progress(task, (pos, i.count, chunk, nbytes))
+            if chunk > PAGE_SIZE:
+                chunk //= 2
+            if copied:
+                nbytes = copied
+                retry = True
+                continue
+        else:
+            note_progress(task)
+            pos += status
+            written += status
+        if not i.count:
+            break
+    return _finish(task, iocb, written, status)
+
+
+#: The designs by name, in the order tables show them.
+DESIGNS: dict[str, PerformWrite] = {
+    "v6.13": generic_perform_write_v6_13,
+    "v6.14": generic_perform_write_v6_14,
+    "no-fault-in": generic_perform_write_no_fault_in,
+    "faulting-copy": generic_perform_write_faulting_copy,
+    "any-byte-check": generic_perform_write_any_byte_check,
+}
+
+
+def generic_write_check_limits(
+    task: Task, file: File, pos: int, count: int
+) -> tuple[int, int]:
+    """RLIMIT_FSIZE and s_maxbytes (mm/filemap.c); returns (error, allowed count).
+
+    O_LARGEFILE is always set on x86_64 (force_o_largefile()), so MAX_NON_LFS never applies."""
+    limit = task.rlimit_fsize
+    if limit is not None:
+        if pos >= limit:
+            task.signals.append("SIGXFSZ")
+            return -EFBIG, count
+        count = min(count, limit - pos)
+    max_size = file.f_inode.fs.s_maxbytes
+    if pos >= max_size:
+        return -EFBIG, count
+    return 0, min(count, max_size - pos)
+
+
+def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
+    """O_APPEND positioning and the size limits (mm/filemap.c); the bytes that may be written."""
+    if not from_.count:
+        return 0
+    if iocb.ki_flags & IOCB_APPEND:
+        iocb.ki_pos = iocb.ki_filp.f_inode.i_size
+    err, count = generic_write_check_limits(
+        task, iocb.ki_filp, iocb.ki_pos, from_.count
+    )
+    if err:
+        return err
+    iov_iter_truncate(from_, count)
+    return from_.count
+
+
+def __generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
+    """Buffered case only. ``file_remove_privs()`` and ``file_update_time()`` change nothing the
+    model observes and are left out."""
+    return (yield from task.kernel.perform_write(task, iocb, from_))
+
+
+def generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
+    """The write_iter of ramfs and of other simple filesystems (mm/filemap.c)."""
+    inode = iocb.ki_filp.f_inode
+    yield from lock_acquire(task, inode.i_rwsem)
+    ret = generic_write_checks(task, iocb, from_)
+    if ret > 0:
+        ret = yield from __generic_file_write_iter(task, iocb, from_)
+    lock_release(task, inode.i_rwsem)
+    return ret
+
+
+def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
+    """vm_ops->fault of page-cache filesystems (mm/filemap.c, v6.14–v6.18).
+
+    A page wholly beyond EOF is VM_FAULT_SIGBUS. A cached folio is locked (sleeping if another
+    task, or this one, holds it) and read if not uptodate; a missing one is allocated locked and
+    read (``page_cache_sync_ra()`` reduced to one order-0 folio). Returns the folio locked.
+    """
+    inode = vma.vm_file
+    assert inode is not None
+    mapping = inode.i_mapping
+    if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
+        return VM_FAULT_SIGBUS, None
+    folio = mapping.i_pages.get(pgoff)
+    if folio is None:
+        folio = Folio(mapping, pgoff, 0)
+        folio.owner = task
+        filemap_add_folio(task, mapping, folio)
+        task.emit((tp.FOLIO_LOCK, task.pid, folio.index, inode.i_ino))
+        mapping.a_ops.read_folio(task, folio)
+    else:
+        yield from folio_lock(task, folio)
+        if mapping.i_pages.get(pgoff) is not folio:  # truncated while we slept
+            folio_unlock(task, folio)
+            return (yield from filemap_fault(task, vma, pgoff))
+        if not folio.uptodate:
+            mapping.a_ops.read_folio(task, folio)
+    if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
+        folio_unlock(task, folio)
+        return VM_FAULT_SIGBUS, None
+    return VM_FAULT_LOCKED, folio

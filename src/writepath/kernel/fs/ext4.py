@@ -1,0 +1,211 @@
+"""ext4 in its default mode (data=ordered, delayed allocation) — fs/ext4/inode.c, fs/ext4/file.c.
+
+Follows v6.16–v6.18, where regular ext4 files use large folios (up to MAX_PAGECACHE_ORDER):
+``ext4_buffered_write_iter``, ``ext4_da_write_begin`` with ``ext4_block_write_begin``,
+``ext4_da_write_end``/``ext4_da_do_write_end`` and ``ext4_read_folio`` (via
+``block_read_full_folio``). The two behaviours that matter to the write loop:
+
+- write_begin *reads* a block the write covers only in part, if the block holds data on disk
+  and the folio is not uptodate; a block that is a hole is zeroed around the write instead;
+- write_end refuses a short copy into a folio that is not uptodate (returns 0), so the loop
+  retries with ``bytes = copied``.
+
+The disk is ``Inode.disk`` (allocated blocks with their data); blocks written in this run stay
+in the page cache as delayed allocations (``Ext4.delayed``). Journalling, inline data, fscrypt,
+verity and the non-delalloc fallback are not modelled; blocks are 4 KiB.
+"""
+
+from __future__ import annotations
+
+from writepath.kernel import tracepoints as tp
+from writepath.kernel.buffer import block_write_end, folio_create_empty_buffers
+from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.filemap import filemap_fault, generic_write_checks
+from writepath.kernel.iov_iter import IovIter
+from writepath.kernel.mm import VMA
+from writepath.kernel.pagecache import (
+    FGP_WRITEBEGIN,
+    AddressSpace,
+    AddressSpaceOperations,
+    Folio,
+    __filemap_get_folio,
+    fgf_set_order,
+    folio_mark_dirty,
+    folio_mark_uptodate,
+    folio_pos,
+    folio_size,
+    folio_unlock,
+    folio_zero_segments,
+)
+from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
+from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
+
+#: s_maxbytes of an extent-mapped file with 4 KiB blocks: (2**32 - 1) blocks.
+EXT4_MAX_SIZE_4K = ((1 << 32) - 1) << 12
+
+
+def _block_has_data(inode: Inode, index: int) -> bool:
+    return index in inode.disk
+
+
+def ext4_block_write_begin(task: Task, folio: Folio, pos: int, len: int) -> int:
+    """Map each block the write touches (ext4_da_get_block_prep); read from disk a mapped
+    block the write covers only in part, zero around the write a block that is new."""
+    inode = folio.mapping.host
+    folio_create_empty_buffers(folio)
+    assert folio.bh_uptodate is not None and folio.bh_new is not None
+    start = pos - folio_pos(folio)
+    end = start + len
+    for k in range(folio.nr_pages):
+        block_start = k * PAGE_SIZE
+        block_end = block_start + PAGE_SIZE
+        if block_end <= start or block_start >= end:
+            if folio.uptodate:
+                folio.bh_uptodate[k] = True
+            continue
+        folio.bh_new[k] = False
+        index = folio.index + k
+        if not _block_has_data(inode, index) and index not in inode.delalloc:
+            # A hole: ext4_da_get_block_prep() reserves a delayed block; the buffer is new.
+            inode.delalloc.add(index)
+            if folio.uptodate:
+                folio.bh_uptodate[k] = True
+                continue
+            folio.bh_new[k] = True
+            if block_end > end or block_start < start:
+                folio_zero_segments(
+                    folio,
+                    max(end, block_start),
+                    block_end,
+                    block_start,
+                    max(start, block_start),
+                )
+            continue
+        if folio.uptodate:
+            folio.bh_uptodate[k] = True
+            continue
+        if (
+            not folio.bh_uptodate[k]
+            and index not in inode.delalloc
+            and (block_start < start or block_end > end)
+        ):
+            _read_block(inode, folio, k)
+            folio.bh_uptodate[k] = True
+    return 0
+
+
+def ext4_da_write_begin(
+    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
+) -> Sleeps[tuple[int, Folio | None, object]]:
+    """ext4_da_write_begin(): a folio sized for the write, its blocks prepared."""
+    task.emit((tp.ENTER, task.pid, "ext4_da_write_begin", pos))
+    index = pos >> PAGE_SHIFT
+    folio = yield from __filemap_get_folio(
+        task, mapping, index, FGP_WRITEBEGIN, fgf_set_order(len)
+    )
+    assert folio is not None
+    end_of_folio = folio_pos(folio) + folio_size(folio)
+    if pos + len > end_of_folio:
+        len = end_of_folio - pos
+    ext4_block_write_begin(task, folio, pos, len)
+    task.emit((tp.EXIT, task.pid, "ext4_da_write_begin", 0))
+    return 0, folio, None
+
+
+def ext4_da_write_end(
+    task: Task,
+    file: File,
+    mapping: AddressSpace,
+    pos: int,
+    len: int,
+    copied: int,
+    folio: Folio,
+    fsdata: object,
+) -> int:
+    """ext4_da_write_end() → ext4_da_do_write_end(): a short copy into a folio that is not
+    uptodate becomes a zero copy; i_size = pos + copied if that is larger (also for a zero
+    copy beyond EOF); then the tail of the old last block is zeroed up to ``pos``."""
+    task.emit((tp.ENTER, task.pid, "ext4_da_write_end", copied))
+    inode = mapping.host
+    if copied < len and not folio.uptodate:
+        copied = 0
+    old_size = inode.i_size
+    copied = block_write_end(task, pos, len, copied, folio)
+    new_i_size = pos + copied
+    if new_i_size > inode.i_size:
+        i_size_write(task, inode, new_i_size)
+    folio_mark_dirty(folio)
+    folio_unlock(task, folio)
+    if pos > old_size:
+        _zero_partial_block(inode, old_size, pos)
+    task.emit((tp.EXIT, task.pid, "ext4_da_write_end", copied))
+    return copied
+
+
+def ext4_read_folio(task: Task, folio: Folio) -> int:
+    """ext4_read_folio() → block_read_full_folio(): read every block not yet uptodate."""
+    inode = folio.mapping.host
+    for k in range(folio.nr_pages):
+        if folio.bh_uptodate is None or not folio.bh_uptodate[k]:
+            _read_block(inode, folio, k)
+    if folio.bh_uptodate is not None:
+        folio.bh_uptodate = [True] * folio.nr_pages
+    folio_mark_uptodate(task, folio)
+    return 0
+
+
+def _read_block(inode: Inode, folio: Folio, k: int) -> None:
+    data = inode.disk.get(folio.index + k)
+    start = k * PAGE_SIZE
+    folio.data[start : start + PAGE_SIZE] = (
+        data if data is not None else bytes(PAGE_SIZE)
+    )
+
+
+def _zero_partial_block(inode: Inode, old_size: int, pos: int) -> None:
+    """ext4_zero_partial_blocks() from the old EOF to ``pos``, within the old last block."""
+    if not old_size & (PAGE_SIZE - 1):
+        return
+    folio = inode.i_mapping.i_pages.get(old_size >> PAGE_SHIFT)
+    if folio is None:
+        return
+    block_end = (old_size | (PAGE_SIZE - 1)) + 1
+    lo = old_size - folio_pos(folio)
+    hi = min(pos, block_end) - folio_pos(folio)
+    folio.data[lo:hi] = bytes(hi - lo)
+
+
+def ext4_buffered_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
+    """ext4_file_write_iter() -> ext4_buffered_write_iter(): inode lock, ext4_write_checks()
+    (for extent-mapped files: generic_write_checks()), the generic loop."""
+    inode = iocb.ki_filp.f_inode
+    yield from lock_acquire(task, inode.i_rwsem)
+    ret = generic_write_checks(task, iocb, from_)
+    if ret > 0:
+        ret = yield from task.kernel.perform_write(task, iocb, from_)
+    lock_release(task, inode.i_rwsem)
+    return ret
+
+
+def ext4_filemap_fault(
+    task: Task, vma: VMA, pgoff: int
+) -> Sleeps[tuple[int, Folio | None]]:
+    return (yield from filemap_fault(task, vma, pgoff))
+
+
+ext4_da_aops = AddressSpaceOperations(
+    "ext4_da_aops", ext4_da_write_begin, ext4_da_write_end, ext4_read_folio
+)
+
+
+def ext4() -> FileSystem:
+    """ext4 with 4 KiB blocks, extents, delalloc and large folios (v6.16+)."""
+    return FileSystem(
+        "ext4",
+        EXT4_MAX_SIZE_4K,
+        MAX_PAGECACHE_ORDER,
+        True,
+        ext4_da_aops,
+        ext4_buffered_write_iter,
+        ext4_filemap_fault,
+    )

@@ -1,0 +1,148 @@
+"""tmpfs: shmem_write_begin/shmem_write_end, shmem_file_write_iter, shmem_fault — mm/shmem.c.
+
+Follows v6.12–v6.18 with the default mount (huge=never): every folio is order 0 and
+``mapping_max_folio_size()`` is PAGE_SIZE, so the write loop works a page at a time. Seals,
+hwpoison, swap and fallocate are not modelled. tmpfs keeps its data only in the page cache: a
+page it does not have is a hole and reads as zeros.
+"""
+
+from __future__ import annotations
+
+from writepath.kernel import tracepoints as tp
+from writepath.kernel.constants import (
+    DIV_ROUND_UP,
+    MAX_LFS_FILESIZE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+)
+from writepath.kernel.filemap import __generic_file_write_iter, generic_write_checks
+from writepath.kernel.iov_iter import IovIter
+from writepath.kernel.mm import VMA
+from writepath.kernel.pagecache import (
+    FGP_WRITEBEGIN,
+    AddressSpace,
+    AddressSpaceOperations,
+    Folio,
+    __filemap_get_folio,
+    filemap_add_folio,
+    folio_lock,
+    folio_mark_dirty,
+    folio_mark_uptodate,
+    folio_size,
+    folio_unlock,
+    folio_zero_range,
+    folio_zero_segments,
+    offset_in_folio,
+)
+from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
+from writepath.kernel.vfs import (
+    VM_FAULT_LOCKED,
+    VM_FAULT_SIGBUS,
+    File,
+    FileSystem,
+    Kiocb,
+    i_size_write,
+)
+
+
+def shmem_write_begin(
+    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
+) -> Sleeps[tuple[int, Folio | None, object]]:
+    """shmem_write_begin(): shmem_get_folio(SGP_WRITE) returns the folio locked; a new one is
+    not uptodate and is not zeroed here (shmem_write_end zeroes what the copy missed)."""
+    task.emit((tp.ENTER, task.pid, "shmem_write_begin", pos))
+    folio = yield from __filemap_get_folio(
+        task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN
+    )
+    assert folio is not None
+    task.emit((tp.EXIT, task.pid, "shmem_write_begin", 0))
+    return 0, folio, None
+
+
+def shmem_write_end(
+    task: Task,
+    file: File,
+    mapping: AddressSpace,
+    pos: int,
+    len: int,
+    copied: int,
+    folio: Folio,
+    fsdata: object,
+) -> int:
+    """shmem_write_end(): i_size first (pos + copied, even for a zero copy), then zero all of a
+    not-uptodate folio that the copy did not fill, and accept ``copied``."""
+    task.emit((tp.ENTER, task.pid, "shmem_write_end", copied))
+    inode = mapping.host
+    if pos + copied > inode.i_size:
+        i_size_write(task, inode, pos + copied)
+    if not folio.uptodate:
+        if copied < folio_size(folio):
+            start = offset_in_folio(folio, pos)
+            folio_zero_segments(folio, 0, start, start + copied, folio_size(folio))
+        folio_mark_uptodate(task, folio)
+    folio_mark_dirty(folio)
+    folio_unlock(task, folio)
+    task.emit((tp.EXIT, task.pid, "shmem_write_end", copied))
+    return copied
+
+
+def shmem_read_folio(task: Task, folio: Folio) -> int:
+    """Never called by the VFS for shmem (it has no read_folio); faults zero-fill instead."""
+    folio_zero_range(folio, 0, folio_size(folio))
+    folio_mark_uptodate(task, folio)
+    return 0
+
+
+def shmem_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
+    """shmem_file_write_iter(): inode lock, checks, the generic loop. file_remove_privs(),
+    file_update_time() and the seal checks change nothing the model observes."""
+    inode = iocb.ki_filp.f_inode
+    yield from lock_acquire(task, inode.i_rwsem)
+    ret = generic_write_checks(task, iocb, from_)
+    if ret > 0:
+        ret = yield from __generic_file_write_iter(task, iocb, from_)
+    lock_release(task, inode.i_rwsem)
+    return ret
+
+
+def shmem_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
+    """shmem_fault() → shmem_get_folio_gfp(SGP_CACHE): SIGBUS beyond EOF; a cached folio is
+    locked (sleeping for it) and zeroed if not uptodate; a hole gets a new zeroed folio."""
+    inode = vma.vm_file
+    assert inode is not None
+    mapping = inode.i_mapping
+    if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
+        return VM_FAULT_SIGBUS, None
+    folio = mapping.i_pages.get(pgoff)
+    if folio is None:
+        folio = Folio(mapping, pgoff, 0)
+        folio.owner = task
+        filemap_add_folio(task, mapping, folio)
+        task.emit((tp.FOLIO_LOCK, task.pid, folio.index, inode.i_ino))
+    else:
+        yield from folio_lock(task, folio)
+        if mapping.i_pages.get(pgoff) is not folio:
+            folio_unlock(task, folio)
+            return (yield from shmem_fault(task, vma, pgoff))
+    if not folio.uptodate:
+        folio_zero_range(folio, 0, folio_size(folio))
+        folio_mark_uptodate(task, folio)
+    return VM_FAULT_LOCKED, folio
+
+
+shmem_aops = AddressSpaceOperations(
+    "shmem_aops", shmem_write_begin, shmem_write_end, shmem_read_folio
+)
+
+
+def tmpfs() -> FileSystem:
+    """tmpfs (mm/shmem.c) mounted with the defaults."""
+    return FileSystem(
+        "tmpfs",
+        MAX_LFS_FILESIZE,
+        0,
+        False,
+        shmem_aops,
+        shmem_file_write_iter,
+        shmem_fault,
+    )

@@ -1,0 +1,276 @@
+"""The page cache: folios, address_space, the folio lock and folio lookup.
+
+Follows include/linux/pagemap.h, include/linux/page-flags.h and mm/filemap.c of v6.14–v6.18
+(``__filemap_get_folio``, ``folio_lock``/``__folio_lock``, ``filemap_fault``).
+
+Simplifications, each because nothing the write path returns depends on it:
+- no reference counts (``folio_put`` is a no-op) and no LRU, reclaim or writeback;
+- ``i_pages`` is a dict keyed by every page index a folio covers, the way the xarray stores a
+  multi-index entry; memory grows with folios touched, never with file offsets;
+- a fault reads an order-0 folio (readahead would build larger ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from writepath.kernel import tracepoints as tp
+from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.task import Sleeps, Task, WaitOn
+
+if TYPE_CHECKING:
+    from writepath.kernel.vfs import File, Inode
+
+# fgf_t flags (include/linux/pagemap.h)
+FGP_ACCESSED = 1 << 0
+FGP_LOCK = 1 << 1
+FGP_CREAT = 1 << 2
+FGP_WRITE = 1 << 3
+FGP_NOFS = 1 << 4
+FGP_STABLE = 1 << 7
+FGP_WRITEBEGIN = FGP_LOCK | FGP_WRITE | FGP_CREAT | FGP_STABLE
+
+
+def fgf_set_order(size: int) -> int:
+    """The folio order a write of ``size`` bytes asks for: floor(log2(size)) - PAGE_SHIFT."""
+    shift = size.bit_length() - 1 if size > 0 else 0
+    return shift - PAGE_SHIFT if shift > PAGE_SHIFT else 0
+
+
+class Folio:
+    """struct folio: ``1 << order`` pages of one file, with their flags and the folio lock.
+
+    ``owner`` is the task holding the folio lock (PG_locked with an owner, as lockdep would see
+    it). ``bh_uptodate`` is the per-block uptodate state of buffer heads (fs/buffer.c) for a
+    filesystem that attaches them; blocks are one page in this model.
+    """
+
+    __slots__ = (
+        "bh_new",
+        "bh_uptodate",
+        "data",
+        "dirty",
+        "index",
+        "mapping",
+        "nr_pages",
+        "order",
+        "owner",
+        "uptodate",
+    )
+
+    def __init__(self, mapping: AddressSpace, index: int, order: int) -> None:
+        self.mapping = mapping
+        self.index = index
+        self.order = order
+        self.nr_pages = 1 << order
+        self.data = bytearray(PAGE_SIZE << order)
+        self.uptodate = False
+        self.dirty = False
+        self.owner: Task | None = None
+        self.bh_uptodate: list[bool] | None = None
+        self.bh_new: list[bool] | None = None
+
+    def lock_name(self) -> str:
+        return f"folio_lock({self.mapping.host.name}:{self.index})"
+
+    def __repr__(self) -> str:
+        return f"<folio {self.mapping.host.name}:{self.index} order {self.order}>"
+
+
+def folio_size(folio: Folio) -> int:
+    return PAGE_SIZE << folio.order
+
+
+def folio_pos(folio: Folio) -> int:
+    return folio.index << PAGE_SHIFT
+
+
+def offset_in_folio(folio: Folio, pos: int) -> int:
+    return pos & ((PAGE_SIZE << folio.order) - 1)
+
+
+def folio_zero_segments(folio: Folio, s1: int, e1: int, s2: int, e2: int) -> None:
+    """Zero [s1, e1) and [s2, e2) of the folio (include/linux/highmem.h)."""
+    data = folio.data
+    if e1 > s1:
+        data[s1:e1] = bytes(e1 - s1)
+    if e2 > s2:
+        data[s2:e2] = bytes(e2 - s2)
+
+
+def folio_zero_range(folio: Folio, start: int, length: int) -> None:
+    folio_zero_segments(folio, start, start + length, 0, 0)
+
+
+def folio_mark_uptodate(task: Task, folio: Folio) -> None:
+    if not folio.uptodate:
+        folio.uptodate = True
+        task.kernel.generation += 1
+
+
+def folio_mark_dirty(folio: Folio) -> None:
+    folio.dirty = True
+
+
+def folio_trylock(task: Task, folio: Folio) -> bool:
+    """Take PG_locked if it is free (include/linux/pagemap.h)."""
+    if folio.owner is None:
+        folio.owner = task
+        task.emit((tp.FOLIO_LOCK, task.pid, folio.index, folio.mapping.host.i_ino))
+        return True
+    return False
+
+
+def __folio_lock(task: Task, folio: Folio) -> Sleeps[None]:
+    """Sleep until the folio lock is free, then take it (mm/filemap.c).
+
+    A task that waits for a folio lock it holds itself never wakes: the scheduler reports that as
+    a deadlock whose cycle is this one task.
+    """
+    assert folio.owner is not None
+    task.emit((tp.LOCK_WAIT, task.pid, folio.lock_name(), folio.owner.pid))
+    while folio.owner is not None:
+        yield WaitOn(folio)
+    folio.owner = task
+    task.emit((tp.FOLIO_LOCK, task.pid, folio.index, folio.mapping.host.i_ino))
+
+
+def folio_lock(task: Task, folio: Folio) -> Sleeps[None]:
+    """folio_lock(): the trylock fast path, else sleep in __folio_lock()."""
+    if not folio_trylock(task, folio):
+        yield from __folio_lock(task, folio)
+
+
+def folio_unlock(task: Task, folio: Folio) -> None:
+    assert folio.owner is task, f"{task} unlocks {folio} held by {folio.owner}"
+    folio.owner = None
+    task.emit((tp.FOLIO_UNLOCK, task.pid, folio.index, folio.mapping.host.i_ino))
+
+
+WriteBegin = Callable[
+    ["Task", "File", "AddressSpace", int, int],
+    "Sleeps[tuple[int, Folio | None, object]]",
+]
+WriteEnd = Callable[["Task", "File", "AddressSpace", int, int, int, Folio, object], int]
+ReadFolio = Callable[["Task", Folio], int]
+
+
+@dataclass(frozen=True)
+class AddressSpaceOperations:
+    """struct address_space_operations, the part the buffered write path calls.
+
+    Contract (Documentation/filesystems/vfs.rst, "write_begin"/"write_end"):
+    - ``write_begin(task, file, mapping, pos, len)`` is called with the inode locked. It returns
+      ``(0, folio, fsdata)`` with the folio that covers ``pos`` locked by ``task`` and ready to
+      take ``len`` bytes at ``pos`` (any part the copy will not overwrite already uptodate or
+      zeroed), or ``(-errno, None, None)``. It may sleep.
+    - ``write_end(task, file, mapping, pos, len, copied, folio, fsdata)`` is called with the folio
+      still locked after ``copied`` bytes (possibly fewer than ``len``, possibly none) were copied
+      into it. It unlocks the folio and returns how many bytes it accepted: ``copied``, or 0 for a
+      filesystem that cannot keep a short copy (the caller then retries). It updates i_size. It
+      does not sleep in this model.
+    - ``read_folio(task, folio)`` fills a locked folio that is not uptodate from the backing store
+      and marks it uptodate; the folio stays locked (the caller unlocks it).
+    """
+
+    name: str
+    write_begin: WriteBegin
+    write_end: WriteEnd
+    read_folio: ReadFolio
+
+
+class AddressSpace:
+    """struct address_space: the page cache of one inode."""
+
+    __slots__ = ("a_ops", "host", "i_mmap_writable", "i_pages", "max_order")
+
+    def __init__(
+        self, host: Inode, a_ops: AddressSpaceOperations, max_order: int
+    ) -> None:
+        self.host = host
+        self.a_ops = a_ops
+        self.i_pages: dict[int, Folio] = {}
+        self.max_order = max_order
+        self.i_mmap_writable = 0
+
+
+def mapping_max_folio_size(mapping: AddressSpace) -> int:
+    return PAGE_SIZE << mapping.max_order
+
+
+def mapping_writably_mapped(mapping: AddressSpace) -> bool:
+    return mapping.i_mmap_writable > 0
+
+
+def flush_dcache_folio(folio: Folio) -> None:
+    """A no-op on x86, where caches are coherent."""
+
+
+def filemap_get_folio(mapping: AddressSpace, index: int) -> Folio | None:
+    return mapping.i_pages.get(index)
+
+
+def filemap_add_folio(task: Task, mapping: AddressSpace, folio: Folio) -> int:
+    """Insert a folio; -EEXIST if any page of its range is already cached."""
+    pages = mapping.i_pages
+    first = folio.index
+    for index in range(first, first + folio.nr_pages):
+        if index in pages:
+            return -17  # EEXIST
+    for index in range(first, first + folio.nr_pages):
+        pages[index] = folio
+    task.kernel.generation += 1
+    return 0
+
+
+def filemap_remove_folio(task: Task, folio: Folio) -> None:
+    pages = folio.mapping.i_pages
+    for index in range(folio.index, folio.index + folio.nr_pages):
+        del pages[index]
+    task.kernel.generation += 1
+
+
+def __filemap_get_folio(
+    task: Task, mapping: AddressSpace, index: int, fgp_flags: int, order: int = 0
+) -> Sleeps[Folio | None]:
+    """Find the folio at ``index``, creating and locking it as ``fgp_flags`` ask (mm/filemap.c).
+
+    ``order`` is what ``fgf_set_order()`` encodes in the flags in the kernel. Returns None where
+    the kernel returns ERR_PTR(-ENOENT). A new folio is added locked, so taking its lock is never
+    contended.
+    """
+    folio = mapping.i_pages.get(index)
+    if folio is not None:
+        if fgp_flags & FGP_LOCK:
+            if folio.owner is not None or not folio_trylock(task, folio):
+                yield from __folio_lock(task, folio)
+            # The folio may have been truncated while we slept.
+            if mapping.i_pages.get(index) is not folio:
+                folio_unlock(task, folio)
+                return (
+                    yield from __filemap_get_folio(
+                        task, mapping, index, fgp_flags, order
+                    )
+                )
+        return folio
+    if not fgp_flags & FGP_CREAT:
+        return None
+    if order > mapping.max_order:
+        order = mapping.max_order
+    if index & ((1 << order) - 1):
+        # Not aligned for that order: the largest order the index is aligned to (__ffs(index)).
+        order = (index & -index).bit_length() - 1
+    while True:
+        folio = Folio(mapping, index & ~((1 << order) - 1), order)
+        if fgp_flags & FGP_LOCK:
+            folio.owner = task  # __folio_set_locked() before insertion: never contended
+        if filemap_add_folio(task, mapping, folio) == 0:
+            if fgp_flags & FGP_LOCK:
+                task.emit((tp.FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
+            return folio
+        if order == 0:
+            # Someone inserted the page while we allocated: look it up again.
+            return (yield from __filemap_get_folio(task, mapping, index, fgp_flags, 0))
+        order -= 1

@@ -1,0 +1,201 @@
+"""The write system calls and lseek — fs/read_write.c, with import_iovec() from lib/iov_iter.c.
+
+Follows v6.12–v6.18: ``ksys_write``, ``ksys_pwrite64``, ``do_writev``, ``do_pwritev``,
+``vfs_write``, ``vfs_writev``, ``rw_verify_area``, ``new_sync_write``, ``ksys_lseek`` and
+``generic_file_llseek_size``. Arguments arrive as the user passed them; the iovec array itself is
+taken to be readable (its copy from user memory is one user-access window, and is emitted as one).
+A one-segment vector is imported as ITER_UBUF, as since v6.4.
+"""
+
+from __future__ import annotations
+
+from writepath.kernel import tracepoints as tp
+from writepath.kernel.constants import LLONG_MAX, MAX_RW_COUNT, UIO_MAXIOV
+from writepath.kernel.iov_iter import ITER_SOURCE, IovIter, iov_iter_init, iov_iter_ubuf
+from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
+from writepath.kernel.uaccess import access_ok
+from writepath.kernel.vfs import File, init_sync_kiocb
+
+EBADF = 9
+EFAULT = 14
+EINVAL = 22
+SSIZE_MAX = LLONG_MAX
+
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+
+
+def rw_verify_area(pos: int | None, count: int) -> int:
+    """Negative counts and positions, and positions that overflow loff_t, are -EINVAL."""
+    if count < 0 or count > SSIZE_MAX:
+        return -EINVAL
+    if pos is not None and (pos < 0 or pos + count > LLONG_MAX):
+        return -EINVAL
+    return 0
+
+
+def new_sync_write(
+    task: Task, file: File, buf: int, count: int, pos: int
+) -> Sleeps[tuple[int, int]]:
+    """Build a kiocb and an ITER_UBUF iterator and call ->write_iter; (ret, new position)."""
+    iocb = init_sync_kiocb(file, pos)
+    it = iov_iter_ubuf(ITER_SOURCE, buf, count)
+    ret = yield from file.f_inode.fs.write_iter(task, iocb, it)
+    return ret, iocb.ki_pos if ret > 0 else pos
+
+
+def vfs_write(
+    task: Task, file: File, buf: int, count: int, pos: int
+) -> Sleeps[tuple[int, int]]:
+    if not file.writable:
+        return -EBADF, pos
+    if not access_ok(buf, count):
+        return -EFAULT, pos
+    ret = rw_verify_area(pos, count)
+    if ret:
+        return ret, pos
+    if count > MAX_RW_COUNT:
+        count = MAX_RW_COUNT
+    return (yield from new_sync_write(task, file, buf, count, pos))
+
+
+def _fdget(task: Task, fd: int) -> File | None:
+    return task.files.get(fd)
+
+
+def ksys_write(task: Task, fd: int, buf: int, count: int) -> Sleeps[int]:
+    """write(2): at and advancing the file position (``f_pos``)."""
+    task.emit((tp.ENTER, task.pid, "ksys_write", count))
+    yield SYSCALL_ENTRY
+    file = _fdget(task, fd)
+    if file is None:
+        ret = -EBADF
+    else:
+        ret, pos = yield from vfs_write(task, file, buf, count, file.f_pos)
+        if ret >= 0:
+            file.f_pos = pos
+    task.emit((tp.EXIT, task.pid, "ksys_write", ret))
+    return ret
+
+
+def ksys_pwrite64(task: Task, fd: int, buf: int, count: int, pos: int) -> Sleeps[int]:
+    """pwrite(2): at ``pos``; the file position does not move (O_APPEND still appends)."""
+    task.emit((tp.ENTER, task.pid, "ksys_pwrite64", count))
+    yield SYSCALL_ENTRY
+    file = _fdget(task, fd)
+    if pos < 0:
+        ret = -EINVAL
+    elif file is None:
+        ret = -EBADF
+    else:
+        ret, _ = yield from vfs_write(task, file, buf, count, pos)
+    task.emit((tp.EXIT, task.pid, "ksys_pwrite64", ret))
+    return ret
+
+
+def import_iovec(task: Task, vec: list[tuple[int, int]]) -> tuple[int, IovIter | None]:
+    """__import_iovec(): copy the vector in, check it, build the iterator; (total or -errno)."""
+    nr_segs = len(vec)
+    if nr_segs > UIO_MAXIOV:
+        return -EINVAL, None
+    if nr_segs:
+        # copy_iovec_from_user(): one user-access window over the array.
+        task.emit((tp.STAC, task.pid, None, nr_segs * 16))
+        task.emit((tp.CLAC, task.pid, None, None))
+    for _, length in vec:
+        if length < 0 or length > SSIZE_MAX:
+            return -EINVAL, None
+    if nr_segs == 1:
+        base, length = vec[0]
+        if length > MAX_RW_COUNT:
+            length = MAX_RW_COUNT
+        if not access_ok(base, length):
+            return -EFAULT, None
+        return length, iov_iter_ubuf(ITER_SOURCE, base, length)
+    total = 0
+    segs: list[tuple[int, int]] = []
+    for base, length in vec:
+        if not access_ok(base, length):
+            return -EFAULT, None
+        if length > MAX_RW_COUNT - total:
+            length = MAX_RW_COUNT - total
+        segs.append((base, length))
+        total += length
+    return total, iov_iter_init(ITER_SOURCE, segs, total)
+
+
+def vfs_writev(
+    task: Task, file: File, vec: list[tuple[int, int]], pos: int
+) -> Sleeps[tuple[int, int]]:
+    if not file.writable:
+        return -EBADF, pos
+    tot_len, it = import_iovec(task, vec)
+    if tot_len < 0 or it is None:
+        return tot_len, pos
+    if not tot_len:
+        return 0, pos
+    ret = rw_verify_area(pos, tot_len)
+    if ret < 0:
+        return ret, pos
+    # do_iter_readv_writev()
+    iocb = init_sync_kiocb(file, pos)
+    ret = yield from file.f_inode.fs.write_iter(task, iocb, it)
+    return ret, iocb.ki_pos if ret > 0 else pos
+
+
+def do_writev(task: Task, fd: int, vec: list[tuple[int, int]]) -> Sleeps[int]:
+    """writev(2)."""
+    task.emit((tp.ENTER, task.pid, "do_writev", len(vec)))
+    yield SYSCALL_ENTRY
+    file = _fdget(task, fd)
+    if file is None:
+        ret = -EBADF
+    else:
+        ret, pos = yield from vfs_writev(task, file, vec, file.f_pos)
+        if ret >= 0:
+            file.f_pos = pos
+    task.emit((tp.EXIT, task.pid, "do_writev", ret))
+    return ret
+
+
+def do_pwritev(
+    task: Task, fd: int, vec: list[tuple[int, int]], pos: int
+) -> Sleeps[int]:
+    """pwritev(2)."""
+    task.emit((tp.ENTER, task.pid, "do_pwritev", len(vec)))
+    yield SYSCALL_ENTRY
+    file = _fdget(task, fd)
+    if pos < 0:
+        ret = -EINVAL
+    elif file is None:
+        ret = -EBADF
+    else:
+        ret, _ = yield from vfs_writev(task, file, vec, pos)
+    task.emit((tp.EXIT, task.pid, "do_pwritev", ret))
+    return ret
+
+
+def ksys_lseek(task: Task, fd: int, offset: int, whence: int) -> Sleeps[int]:
+    """lseek(2) through generic_file_llseek_size() (tmpfs, ext4, xfs and ramfs all end there
+    for SEEK_SET/SEEK_CUR/SEEK_END)."""
+    task.emit((tp.ENTER, task.pid, "ksys_lseek", offset))
+    yield SYSCALL_ENTRY
+    file = _fdget(task, fd)
+    if file is None:
+        ret = -EBADF
+    elif whence == SEEK_END:
+        ret = _vfs_setpos(file, offset + file.f_inode.i_size)
+    elif whence == SEEK_CUR:
+        ret = file.f_pos if offset == 0 else _vfs_setpos(file, offset + file.f_pos)
+    elif whence == SEEK_SET:
+        ret = _vfs_setpos(file, offset)
+    else:
+        ret = -EINVAL
+    task.emit((tp.EXIT, task.pid, "ksys_lseek", ret))
+    return ret
+
+
+def _vfs_setpos(file: File, offset: int) -> int:
+    if offset < 0 or offset > file.f_inode.fs.s_maxbytes:
+        return -EINVAL
+    file.f_pos = offset
+    return offset

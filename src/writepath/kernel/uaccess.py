@@ -1,0 +1,106 @@
+"""User access: access_ok(), user-access windows, pagefault_disable(), raw copies.
+
+Follows arch/x86/include/asm/uaccess_64.h, arch/x86/lib/copy_user_64.S and include/linux/uaccess.h
+(v6.12–v6.18). A user-access window is one STAC/CLAC pair on x86 (SMAP): it is opened by
+``raw_copy_from_user()`` and by ``user_read_access_begin()``, and emitted as ``stac``/``clac``
+events, which is what the seed patch counts.
+
+The copy is byte-exact: with page faults disabled it stops at the first byte whose page is not
+present and reports the rest as not copied, as ``rep movsb`` (FSRM, this model's CPU) does after the
+exception-table fixup. Where source and destination are the same memory, the copy is the forward
+byte copy ``rep movsb`` architecturally performs, not a snapshot (see ``forward_copy``).
+"""
+
+from __future__ import annotations
+
+from writepath.kernel import tracepoints as tp
+from writepath.kernel.constants import OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE, USER_PTR_MAX
+from writepath.kernel.mm import do_user_addr_fault
+from writepath.kernel.task import PAGE_FAULT, Sleeps, Task
+
+
+def access_ok(addr: int, size: int) -> bool:
+    """x86 ``__access_ok()`` for a run-time size: the whole range below USER_PTR_MAX, no wrap."""
+    end = addr + size
+    return addr >= 0 and end <= USER_PTR_MAX + 1 and end >= addr
+
+
+def pagefault_disable(task: Task) -> None:
+    task.pagefault_disabled += 1
+
+
+def pagefault_enable(task: Task) -> None:
+    task.pagefault_disabled -= 1
+
+
+def user_read_access_begin(task: Task, addr: int, size: int) -> bool:
+    """access_ok() and STAC; False (and no window) for a range outside user space."""
+    if not access_ok(addr, size):
+        return False
+    task.emit((tp.STAC, task.pid, addr, size))
+    return True
+
+
+def user_read_access_end(task: Task) -> None:
+    task.emit((tp.CLAC, task.pid, None, None))
+
+
+def forward_copy(
+    dst: bytearray, doff: int, src: bytearray | bytes, soff: int, n: int
+) -> None:
+    """Copy ``n`` bytes front to back, as ``rep movsb`` does.
+
+    When ``src`` and ``dst`` are the same buffer and the destination starts inside the source
+    range after its start, each byte read may already have been overwritten by the copy: the
+    result repeats the first ``doff - soff`` source bytes. Every other case equals memmove.
+    """
+    if src is dst and soff < doff < soff + n:
+        period = bytes(src[soff:doff])
+        reps, rest = divmod(n, len(period))
+        dst[doff : doff + n] = period * reps + period[:rest]
+    else:
+        dst[doff : doff + n] = src[soff : soff + n]
+
+
+def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int) -> int:
+    """Copy ``n`` user bytes at ``src`` to ``dst[doff:]`` with page faults disabled.
+
+    One user-access window. Returns the number of bytes *not* copied. The caller checked
+    access_ok(). This is the atomic form: it never sleeps, so it is a plain function.
+    """
+    pte = task.mm.pte
+    task.emit((tp.STAC, task.pid, src, n))
+    copied = 0
+    while copied < n:
+        addr = src + copied
+        ref = pte.get(addr >> PAGE_SHIFT)
+        if ref is None:
+            # The CPU faults. With faults disabled the handler refuses and the exception table
+            # ends the copy here; otherwise the caller handles the fault and resumes.
+            if task.pagefault_disabled:
+                task.emit((tp.PAGE_FAULT, task.pid, addr, tp.FAULT_REFUSED))
+            break
+        off = addr & OFFSET_MASK
+        k = PAGE_SIZE - off
+        if k > n - copied:
+            k = n - copied
+        buf, boff = ref
+        forward_copy(dst, doff + copied, buf, boff + off, k)
+        copied += k
+    task.emit((tp.CLAC, task.pid, None, None))
+    return n - copied
+
+
+def get_user_byte(task: Task, addr: int) -> Sleeps[bool]:
+    """``unsafe_get_user()`` of one byte inside an open window: fault the page in if needed.
+
+    Returns False where the access faults and cannot be resolved (the ``goto out`` of the
+    exception table). The byte read is discarded: only the fault matters to callers.
+    """
+    if (addr >> PAGE_SHIFT) in task.mm.pte:
+        return True
+    if task.pagefault_disabled:
+        task.emit((tp.PAGE_FAULT, task.pid, addr, tp.FAULT_REFUSED))
+        return False
+    yield PAGE_FAULT
+    return (yield from do_user_addr_fault(task, addr))

@@ -1,0 +1,143 @@
+"""VFS objects: inodes, open files, kiocbs (include/linux/fs.h, fs/file_table.c).
+
+Reduced to the fields the buffered write path reads. ``FileSystem`` is the narrow protocol every
+model filesystem implements: its file_operations ``write_iter``, its vm_operations ``fault``, its
+address_space_operations, and the limits the VFS checks against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from writepath.kernel.constants import PAGE_SIZE
+from writepath.kernel.task import SleepingLock, Sleeps, Task
+
+if TYPE_CHECKING:
+    from writepath.kernel.iov_iter import IovIter
+    from writepath.kernel.mm import VMA
+    from writepath.kernel.pagecache import AddressSpace, AddressSpaceOperations, Folio
+
+# open(2) flags the model honours (include/uapi/asm-generic/fcntl.h).
+O_RDONLY = 0o0
+O_WRONLY = 0o1
+O_RDWR = 0o2
+O_APPEND = 0o2000
+O_ACCMODE = 0o3
+
+# kiocb->ki_flags
+IOCB_APPEND = 1 << 1
+
+# vm_fault_t bits (include/linux/mm_types.h)
+VM_FAULT_SIGBUS = 0x0002
+VM_FAULT_SIGSEGV = 0x0040
+VM_FAULT_LOCKED = 0x0200
+VM_FAULT_ERROR = VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
+
+
+WriteIter = Callable[["Task", "Kiocb", "IovIter"], "Sleeps[int]"]
+Fault = Callable[["Task", "VMA", int], "Sleeps[tuple[int, Folio | None]]"]
+
+
+@dataclass(frozen=True)
+class FileSystem:
+    """A filesystem type: the operations tables the write path calls through.
+
+    Contract:
+    - ``write_iter(task, iocb, from_)`` is ``file->f_op->write_iter``: it takes the inode lock,
+      runs the VFS write checks and the filesystem's write loop; it returns bytes written or a
+      negative errno and advances ``iocb.ki_pos`` by what it wrote.
+    - ``fault(task, vma, pgoff)`` is ``vma->vm_ops->fault``: it returns a ``vm_fault_t`` and, on
+      success, the folio that holds page ``pgoff``, locked by ``task`` (``VM_FAULT_LOCKED``).
+    - ``a_ops`` are the address_space_operations (``writepath.kernel.pagecache``).
+    - ``s_maxbytes`` is the largest file offset; ``max_folio_order`` what
+      ``mapping_set_folio_order_range()`` allows its regular files.
+    - ``backed`` says whether the page cache is a cache of a disk (ext4, xfs) or the only copy of
+      the data (ramfs, tmpfs).
+    """
+
+    name: str
+    s_maxbytes: int
+    max_folio_order: int
+    backed: bool
+    a_ops: AddressSpaceOperations
+    write_iter: WriteIter
+    fault: Fault
+
+
+class Inode:
+    """struct inode with its address_space. ``disk`` holds the filesystem blocks (one page each)
+    of a disk filesystem that are allocated and written; an absent block is a hole."""
+
+    __slots__ = (
+        "delalloc",
+        "disk",
+        "fs",
+        "i_ino",
+        "i_mapping",
+        "i_rwsem",
+        "i_size",
+        "name",
+    )
+
+    def __init__(self, ino: int, fs: FileSystem, name: str) -> None:
+        from writepath.kernel.pagecache import AddressSpace
+
+        self.i_ino = ino
+        self.name = name
+        self.fs = fs
+        self.i_size = 0
+        self.i_rwsem = SleepingLock(f"i_rwsem({name})")
+        self.i_mapping: AddressSpace = AddressSpace(self, fs.a_ops, fs.max_folio_order)
+        self.disk: dict[int, bytes] = {}
+        # Blocks with a delayed allocation (ext4, xfs): written, their data only in the cache.
+        self.delalloc: set[int] = set()
+
+    def disk_block(self, index: int) -> bytes | None:
+        return self.disk.get(index)
+
+
+@dataclass(slots=True)
+class File:
+    """struct file: an open file description."""
+
+    f_inode: Inode
+    f_flags: int
+    f_pos: int = 0
+
+    @property
+    def f_mapping(self) -> AddressSpace:
+        return self.f_inode.i_mapping
+
+    @property
+    def readable(self) -> bool:
+        return (self.f_flags & O_ACCMODE) != O_WRONLY
+
+    @property
+    def writable(self) -> bool:
+        """FMODE_WRITE"""
+        return (self.f_flags & O_ACCMODE) in (O_WRONLY, O_RDWR)
+
+
+@dataclass(slots=True)
+class Kiocb:
+    """struct kiocb (init_sync_kiocb(): IOCB_APPEND from O_APPEND)."""
+
+    ki_filp: File
+    ki_pos: int
+    ki_flags: int = 0
+
+
+def init_sync_kiocb(filp: File, pos: int) -> Kiocb:
+    flags = IOCB_APPEND if filp.f_flags & O_APPEND else 0
+    return Kiocb(filp, pos, flags)
+
+
+def i_size_write(task: Task, inode: Inode, size: int) -> None:
+    inode.i_size = size
+    task.kernel.generation += 1
+
+
+def pages_spanned(size: int) -> int:
+    return (size + PAGE_SIZE - 1) // PAGE_SIZE
