@@ -24,9 +24,7 @@ COUNTER_NAMES = (
     "lock_waits",
 )
 
-_SYSCALLS = frozenset(
-    {"ksys_write", "ksys_pwrite64", "do_writev", "do_pwritev", "ksys_lseek"}
-)
+_SYSCALLS = frozenset({"ksys_write", "ksys_pwrite64", "do_writev", "do_pwritev", "ksys_lseek"})
 
 
 def count(events: Iterable[Event]) -> dict[str, int]:

@@ -16,16 +16,12 @@ SHA256_LIMIT = 64 << 20
 @dataclass(frozen=True)
 class CallResult:
     op: str
-    ret: (
-        int | None
-    )  # None: the call never returned (the run deadlocked or livelocked in it)
+    ret: int | None  # None: the call never returned (the run deadlocked or livelocked in it)
     errno: str | None = None
     signals: tuple[str, ...] = ()
 
     @classmethod
-    def from_kernel_ret(
-        cls, op: str, ret: int, signals: tuple[str, ...] = ()
-    ) -> CallResult:
+    def from_kernel_ret(cls, op: str, ret: int, signals: tuple[str, ...] = ()) -> CallResult:
         if ret < 0:
             return cls(op, -1, errno_mod.errorcode.get(-ret, str(-ret)), signals)
         return cls(op, ret, None, signals)

@@ -70,9 +70,7 @@ class ModelMachine:
     fds: dict[tuple[str, tuple[str, ...]], int]
 
 
-def _populate_file(
-    task: Task, inode: Inode, spec_data: str, size: int, cached: bool
-) -> None:
+def _populate_file(task: Task, inode: Inode, spec_data: str, size: int, cached: bool) -> None:
     npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
     mapping = inode.i_mapping
     for index in range(npages):
@@ -144,16 +142,10 @@ def setup(scenario: Scenario, design: str) -> ModelMachine:
     return ModelMachine(kernel, task, inodes, bases, fds)
 
 
-def syscall(
-    machine: ModelMachine, call: CallSpec
-) -> Generator[SchedPoint | WaitOn, None, int]:
+def syscall(machine: ModelMachine, call: CallSpec) -> Generator[SchedPoint | WaitOn, None, int]:
     """The generator of one call of the scenario."""
     task = machine.task
-    fd = (
-        call.fd
-        if call.fd is not None
-        else machine.fds[(call.file, tuple(sorted(call.flags)))]
-    )
+    fd = call.fd if call.fd is not None else machine.fds[(call.file, tuple(sorted(call.flags)))]
     vec = [(iov_address(v, machine.bases), v.length) for v in call.iov]
     if call.op == "write":
         return ksys_write(task, fd, vec[0][0], vec[0][1])
@@ -177,9 +169,7 @@ def file_state(inode: Inode) -> FileState:
         page: bytes | None = None
         if folio is not None:
             k = index - folio.index
-            if folio.uptodate or (
-                folio.bh_uptodate is not None and folio.bh_uptodate[k]
-            ):
+            if folio.uptodate or (folio.bh_uptodate is not None and folio.bh_uptodate[k]):
                 page = bytes(folio.data[k << PAGE_SHIFT : (k + 1) << PAGE_SHIFT])
         if page is None:
             page = inode.disk.get(index)
@@ -193,9 +183,7 @@ def file_state(inode: Inode) -> FileState:
     return FileState(size, pages)
 
 
-def run_scenario(
-    scenario: Scenario, design: str, keep_events: bool = True
-) -> RunResult:
+def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> RunResult:
     """Run every call of ``scenario`` in the model under ``design``."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
@@ -213,9 +201,7 @@ def run_scenario(
             break
         ret = outcome.results[machine.task.pid]
         assert isinstance(ret, int)
-        calls.append(
-            CallResult.from_kernel_ret(call.op, ret, tuple(machine.task.signals))
-        )
+        calls.append(CallResult.from_kernel_ret(call.op, ret, tuple(machine.task.signals)))
     files = {name: file_state(inode) for name, inode in machine.inodes.items()}
     events = machine.kernel.events
     result = RunResult(

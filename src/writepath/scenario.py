@@ -153,9 +153,7 @@ class _Reader:
 
     def __init__(self, path: str, where: str, table: Any) -> None:
         if not isinstance(table, dict):
-            raise ScenarioError(
-                path, where, f"must be a table, not {type(table).__name__}"
-            )
+            raise ScenarioError(path, where, f"must be a table, not {type(table).__name__}")
         self.path, self.where, self.table = path, where, table
 
     def field_name(self, key: str) -> str:
@@ -168,9 +166,7 @@ class _Reader:
         allowed = set(allowed)
         for key in self.table:
             if key not in allowed:
-                raise self.err(
-                    key, f"unknown field (allowed: {', '.join(sorted(allowed))})"
-                )
+                raise self.err(key, f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
     def get(
         self,
@@ -188,9 +184,7 @@ class _Reader:
             raise self.err(key, f"must be an integer, not {value!r}")
         if not isinstance(value, kind):
             name = (
-                kind.__name__
-                if isinstance(kind, type)
-                else " or ".join(k.__name__ for k in kind)
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             )
             raise self.err(key, f"must be {name}, not {type(value).__name__} {value!r}")
         return value
@@ -229,13 +223,9 @@ def _parse_file(path: str, i: int, table: Any) -> FileSpec:
     return FileSpec(name, fs, size, data, cached)
 
 
-def _parse_region(
-    path: str, i: int, table: Any, files: dict[str, FileSpec]
-) -> RegionSpec:
+def _parse_region(path: str, i: int, table: Any, files: dict[str, FileSpec]) -> RegionSpec:
     r = _Reader(path, f"region[{i}]", table)
-    r.check_keys(
-        ("name", "pages", "kind", "file", "offset", "shared", "prot", "touched", "data")
-    )
+    r.check_keys(("name", "pages", "kind", "file", "offset", "shared", "prot", "touched", "data"))
     name = r.get("name", str, required=True)
     if name in SPECIAL_REGIONS or not name:
         raise r.err("name", f"{name!r} is reserved")
@@ -254,9 +244,7 @@ def _parse_region(
             raise r.err("file", f"no [[file]] is named {file_name!r}")
         offset = r.get("offset", int, 0)
         if offset < 0 or offset % PAGE_SIZE:
-            raise r.err(
-                "offset", f"must be a page-aligned file offset >= 0, not {offset}"
-            )
+            raise r.err("offset", f"must be a page-aligned file offset >= 0, not {offset}")
         target = files[file_name]
         if touched:
             last = offset + (pages - 1) * PAGE_SIZE
@@ -278,9 +266,7 @@ def _parse_region(
     if touched and prot == "none":
         raise r.err("touched", "a PROT_NONE page cannot be touched")
     if kind == "anon" and not touched and not is_zero_data(data):
-        raise r.err(
-            "data", "untouched anonymous memory reads as zeros; set touched = true"
-        )
+        raise r.err("data", "untouched anonymous memory reads as zeros; set touched = true")
     if kind == "hole" and "prot" in r.table:
         raise r.err("prot", "a hole has no protection")
     return RegionSpec(name, pages, kind, file_name, offset, shared, prot, touched, data)
@@ -307,22 +293,16 @@ def _parse_call(
             not isinstance(entry, list)
             or len(entry) != 3
             or not isinstance(entry[0], str)
-            or not all(
-                isinstance(x, int) and not isinstance(x, bool) for x in entry[1:]
-            )
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in entry[1:])
         ):
             raise r.err(where, f"must be [region, offset, length], not {entry!r}")
         region, offset, length = entry
         if region not in regions and region not in SPECIAL_REGIONS:
-            raise r.err(
-                where, f"no [[region]] is named {region!r} (nor is it null or kernel)"
-            )
+            raise r.err(where, f"no [[region]] is named {region!r} (nor is it null or kernel)")
         if region in regions and offset < 0:
             raise r.err(where, f"offset {offset} lies before region {region!r}")
         if length < 0 and op in ("write", "pwrite"):
-            raise r.err(
-                where, "a write length is a size_t; use writev for a negative iov_len"
-            )
+            raise r.err(where, "a write length is a size_t; use writev for a negative iov_len")
         iov.append(IovSpec(region, offset, length))
     if op in ("write", "pwrite") and len(iov) != 1:
         raise r.err("iov", f"{op} takes exactly one [region, offset, length]")
@@ -353,9 +333,7 @@ def _parse_expect(
                 if not hasattr(errno_mod, value):
                     raise r.err(f"ret[{k}]", f"{value!r} is not an errno name")
             elif not isinstance(value, int) or isinstance(value, bool):
-                raise r.err(
-                    f"ret[{k}]", f"must be a byte count or an errno name, not {value!r}"
-                )
+                raise r.err(f"ret[{k}]", f"must be a byte count or an errno name, not {value!r}")
         ret = tuple(ret)
     sizes = r.get("sizes", dict, {})
     for name, size in sizes.items():
@@ -383,9 +361,7 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
     )
     name = r.get("name", str, required=True)
     if not re.match(r"^[a-z0-9][a-z0-9._-]*$", name):
-        raise r.err(
-            "name", f"{name!r} must be lower-case letters, digits, '.', '_' or '-'"
-        )
+        raise r.err("name", f"{name!r} must be lower-case letters, digits, '.', '_' or '-'")
     description = r.get("description", str, "")
     source = r.get("source", str, "")
     raw_files = r.get("file", list, [])
@@ -401,16 +377,12 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
     for i, t in enumerate(r.get("region", list, [])):
         reg = _parse_region(path, i, t, files)
         if reg.name in regions:
-            raise ScenarioError(
-                path, f"region[{i}].name", f"{reg.name!r} is used twice"
-            )
+            raise ScenarioError(path, f"region[{i}].name", f"{reg.name!r} is used twice")
         regions[reg.name] = reg
     raw_calls = r.get("call", list, [])
     if not raw_calls:
         raise r.err("call", "at least one [[call]] is required")
-    calls = tuple(
-        _parse_call(path, i, t, files, regions) for i, t in enumerate(raw_calls)
-    )
+    calls = tuple(_parse_call(path, i, t, files, regions) for i, t in enumerate(raw_calls))
     expect = None
     by_design: dict[str, Expect] = {}
     if "expect" in r.table:
@@ -426,7 +398,10 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
                     f"expect.design.{design}",
                     f"unknown design (known: {', '.join(DESIGN_NAMES)})",
                 )
-            merged = {**raw, **t} if isinstance(t, dict) else t
+            # A design inherits the top-level expectation, except that a run that does not end
+            # ("deadlock", "livelock") has no return values or sizes to inherit.
+            inherit = raw if not isinstance(t, dict) or t.get("verdict", "ok") == "ok" else {}
+            merged = {**inherit, **t} if isinstance(t, dict) else t
             by_design[design] = _parse_expect(
                 path, f"expect.design.{design}", merged, len(calls), files
             )
@@ -477,9 +452,7 @@ def load_catalogue(paths: Iterable[str | Path] | None = None) -> list[Scenario]:
     for f in files:
         s = load_scenario(f)
         if s.name in seen:
-            raise ScenarioError(
-                str(f), "name", f"{s.name!r} is already used by {seen[s.name]}"
-            )
+            raise ScenarioError(str(f), "name", f"{s.name!r} is already used by {seen[s.name]}")
         seen[s.name] = str(f)
         out.append(s)
     return out

@@ -42,9 +42,7 @@ class Outcome:
     results: dict[int, object] = field(default_factory=dict)
 
 
-def _first_runnable(
-    entries: list[Runnable], current: Runnable | None
-) -> Runnable | None:
+def _first_runnable(entries: list[Runnable], current: Runnable | None) -> Runnable | None:
     """Default policy: keep running the current task; else the first task that can run."""
     if current is not None and not current.done and current.waiting is None:
         return current
@@ -58,9 +56,7 @@ class Scheduler:
     def __init__(
         self,
         kernel: Kernel,
-        pick: Callable[
-            [list[Runnable], Runnable | None], Runnable | None
-        ] = _first_runnable,
+        pick: Callable[[list[Runnable], Runnable | None], Runnable | None] = _first_runnable,
         max_steps: int = 10_000_000,
     ) -> None:
         self.kernel = kernel
@@ -108,9 +104,7 @@ class Scheduler:
                 if not blocked:
                     return outcome
                 evidence = self._cycle(blocked[0])
-                self.kernel.events.append(
-                    (tp.DEADLOCK, blocked[0].task.pid, evidence, None)
-                )
+                self.kernel.events.append((tp.DEADLOCK, blocked[0].task.pid, evidence, None))
                 return Outcome(Verdict.DEADLOCK, evidence, outcome.results)
             current.waiting = None
             body = current.body
@@ -129,9 +123,7 @@ class Scheduler:
                         current.waiting = point
                         break
                     if steps >= self.max_steps:
-                        raise Livelock(
-                            f"no task finished within {self.max_steps} steps"
-                        )
+                        raise Livelock(f"no task finished within {self.max_steps} steps")
                     if self.pick is not _first_runnable and len(self.entries) > 1:
                         break  # let an explorer choose at every scheduling point
             except StopIteration as stop:
@@ -139,11 +131,7 @@ class Scheduler:
                 current.result = stop.value
                 outcome.results[current.task.pid] = stop.value
             except Stuck as stuck:
-                verdict = (
-                    Verdict.LIVELOCK
-                    if isinstance(stuck, Livelock)
-                    else Verdict.DEADLOCK
-                )
+                verdict = Verdict.LIVELOCK if isinstance(stuck, Livelock) else Verdict.DEADLOCK
                 kind = tp.LIVELOCK if verdict is Verdict.LIVELOCK else tp.DEADLOCK
                 self.kernel.events.append(
                     (kind, current.task.pid, stuck.evidence, current.task.stalls)

@@ -74,9 +74,7 @@ PerformWrite = Callable[[Task, Kiocb, IovIter], Sleeps[int]]
 CopyToFolio = Callable[[Task, Folio, int, int, IovIter], Sleeps[int]]
 
 
-def _atomic_copy(
-    task: Task, folio: Folio, offset: int, nbytes: int, i: IovIter
-) -> Sleeps[int]:
+def _atomic_copy(task: Task, folio: Folio, offset: int, nbytes: int, i: IovIter) -> Sleeps[int]:
     """The copy of v6.13/v6.14, as a step of ``_write_chunk``; it never sleeps."""
     return copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
     yield  # pragma: no cover - makes this a generator without a scheduling point
@@ -121,9 +119,7 @@ def _write_chunk(
     copy moved, and the chunk size after clamping it to the folio. On return the folio is unlocked
     and the iterator stands after the bytes write_end accepted.
     """
-    status, folio, fsdata = yield from a_ops.write_begin(
-        task, file, mapping, pos, nbytes
-    )
+    status, folio, fsdata = yield from a_ops.write_begin(task, file, mapping, pos, nbytes)
     if status < 0 or folio is None:
         return status, 0, nbytes
     offset = offset_in_folio(folio, pos)
@@ -237,9 +233,7 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     return _finish(task, iocb, written, status)
 
 
-def generic_perform_write_no_fault_in(
-    task: Task, iocb: Kiocb, i: IovIter
-) -> Sleeps[int]:
+def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """Broken: v6.14 without the late fault-in. A copy that makes no progress because the source
     is not resident is retried as it is, forever: nothing ever faults the source in."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
@@ -282,9 +276,7 @@ def generic_perform_write_no_fault_in(
     return _finish(task, iocb, written, status)
 
 
-def generic_perform_write_faulting_copy(
-    task: Task, iocb: Kiocb, i: IovIter
-) -> Sleeps[int]:
+def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """Broken: v6.14 with a copy that takes page faults while ``write_begin``'s folio lock is
     held. A source page that maps the folio being written faults into ``filemap_fault()``, which
     waits for that folio's lock: held by this very task."""
@@ -331,9 +323,7 @@ def generic_perform_write_faulting_copy(
     return _finish(task, iocb, written, status)
 
 
-def generic_perform_write_any_byte_check(
-    task: Task, iocb: Kiocb, i: IovIter
-) -> Sleeps[int]:
+def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """Broken: v6.13 with the prefault test written as in gfs2 before its 2021 fix, ``if
     (fault_in_iov_iter_readable(i, bytes))``: any byte that cannot be faulted in fails the chunk
     with -EFAULT, so a chunk that is only partly readable writes nothing of its readable part."""
@@ -390,9 +380,7 @@ DESIGNS: dict[str, PerformWrite] = {
 }
 
 
-def generic_write_check_limits(
-    task: Task, file: File, pos: int, count: int
-) -> tuple[int, int]:
+def generic_write_check_limits(task: Task, file: File, pos: int, count: int) -> tuple[int, int]:
     """RLIMIT_FSIZE and s_maxbytes (mm/filemap.c); returns (error, allowed count).
 
     O_LARGEFILE is always set on x86_64 (force_o_largefile()), so MAX_NON_LFS never applies."""
@@ -414,9 +402,7 @@ def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
         return 0
     if iocb.ki_flags & IOCB_APPEND:
         iocb.ki_pos = iocb.ki_filp.f_inode.i_size
-    err, count = generic_write_check_limits(
-        task, iocb.ki_filp, iocb.ki_pos, from_.count
-    )
+    err, count = generic_write_check_limits(task, iocb.ki_filp, iocb.ki_pos, from_.count)
     if err:
         return err
     iov_iter_truncate(from_, count)

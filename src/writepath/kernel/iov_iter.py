@@ -127,9 +127,7 @@ def iov_iter_revert(i: IovIter, unroll: int) -> None:
         return
     unroll -= i.iov_offset
     if i.iter_type == ITER_UBUF:
-        raise AssertionError(
-            "iov_iter_revert beyond the start of a ubuf iterator (BUG())"
-        )
+        raise AssertionError("iov_iter_revert beyond the start of a ubuf iterator (BUG())")
     idx = i.iov_idx
     while True:
         idx -= 1
@@ -142,18 +140,14 @@ def iov_iter_revert(i: IovIter, unroll: int) -> None:
         unroll -= n
 
 
-def copy_from_user_iter(
-    task: Task, uaddr: int, length: int, to: bytearray, toff: int
-) -> int:
+def copy_from_user_iter(task: Task, uaddr: int, length: int, to: bytearray, toff: int) -> int:
     """The user step of __copy_from_iter(): access_ok(), then one raw copy; bytes not copied."""
     if access_ok(uaddr, length):
         return raw_copy_from_user(task, to, toff, uaddr, length)
     return length
 
 
-def __copy_from_iter(
-    task: Task, to: bytearray, toff: int, length: int, i: IovIter
-) -> int:
+def __copy_from_iter(task: Task, to: bytearray, toff: int, length: int, i: IovIter) -> int:
     """Copy up to ``length`` bytes from the iterator to ``to[toff:]`` and advance it
     (``iterate_and_advance()`` with ``copy_from_user_iter``). Returns the bytes copied; stops at
     the first segment that comes up short."""

@@ -75,11 +75,7 @@ class MM:
 
 def mmap_region(task: Task, mm: MM, vma: VMA) -> None:
     """Insert a VMA (mm/mmap.c); the caller chose a free, page-aligned range."""
-    if (
-        vma.vm_start & OFFSET_MASK
-        or vma.vm_end & OFFSET_MASK
-        or vma.vm_end <= vma.vm_start
-    ):
+    if vma.vm_start & OFFSET_MASK or vma.vm_end & OFFSET_MASK or vma.vm_end <= vma.vm_start:
         raise ValueError(f"unaligned or empty VMA {vma}")
     i = bisect.bisect_right(mm.starts, vma.vm_start)
     if (i > 0 and mm.vmas[i - 1].vm_end > vma.vm_start) or (

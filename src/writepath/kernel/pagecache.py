@@ -186,9 +186,7 @@ class AddressSpace:
 
     __slots__ = ("a_ops", "host", "i_mmap_writable", "i_pages", "max_order")
 
-    def __init__(
-        self, host: Inode, a_ops: AddressSpaceOperations, max_order: int
-    ) -> None:
+    def __init__(self, host: Inode, a_ops: AddressSpaceOperations, max_order: int) -> None:
         self.host = host
         self.a_ops = a_ops
         self.i_pages: dict[int, Folio] = {}
@@ -249,11 +247,7 @@ def __filemap_get_folio(
             # The folio may have been truncated while we slept.
             if mapping.i_pages.get(index) is not folio:
                 folio_unlock(task, folio)
-                return (
-                    yield from __filemap_get_folio(
-                        task, mapping, index, fgp_flags, order
-                    )
-                )
+                return (yield from __filemap_get_folio(task, mapping, index, fgp_flags, order))
         return folio
     if not fgp_flags & FGP_CREAT:
         return None

@@ -43,9 +43,7 @@ def new_sync_write(
     return ret, iocb.ki_pos if ret > 0 else pos
 
 
-def vfs_write(
-    task: Task, file: File, buf: int, count: int, pos: int
-) -> Sleeps[tuple[int, int]]:
+def vfs_write(task: Task, file: File, buf: int, count: int, pos: int) -> Sleeps[tuple[int, int]]:
     if not file.writable:
         return -EBADF, pos
     if not access_ok(buf, count):
@@ -157,9 +155,7 @@ def do_writev(task: Task, fd: int, vec: list[tuple[int, int]]) -> Sleeps[int]:
     return ret
 
 
-def do_pwritev(
-    task: Task, fd: int, vec: list[tuple[int, int]], pos: int
-) -> Sleeps[int]:
+def do_pwritev(task: Task, fd: int, vec: list[tuple[int, int]], pos: int) -> Sleeps[int]:
     """pwritev(2)."""
     task.emit((tp.ENTER, task.pid, "do_pwritev", len(vec)))
     yield SYSCALL_ENTRY

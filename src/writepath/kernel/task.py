@@ -148,9 +148,7 @@ def lock_acquire(task: Task, lock: Lock) -> Sleeps[None]:
 
 
 def lock_release(task: Task, lock: Lock) -> None:
-    assert lock.owner is task, (
-        f"{task} releases {lock.lock_name()} held by {lock.owner}"
-    )
+    assert lock.owner is task, f"{task} releases {lock.lock_name()} held by {lock.owner}"
     lock.owner = None
 
 

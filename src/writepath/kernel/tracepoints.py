@@ -49,8 +49,6 @@ FAULT_MAJOR: Final = "major"  # the page was read (or allocated) into the page c
 FAULT_ZERO_PAGE: Final = "zero_page"  # untouched anonymous memory: the shared zero page
 FAULT_SIGSEGV: Final = "sigsegv"  # no VMA, or the VMA forbids reading
 FAULT_SIGBUS: Final = "sigbus"  # a file page wholly beyond EOF
-FAULT_REFUSED: Final = (
-    "refused"  # pagefault_disable(): the exception table fixes the copy up
-)
+FAULT_REFUSED: Final = "refused"  # pagefault_disable(): the exception table fixes the copy up
 FAULT_HANDLED = frozenset({FAULT_MINOR, FAULT_MAJOR, FAULT_ZERO_PAGE})
 FAULT_FAILED = frozenset({FAULT_SIGSEGV, FAULT_SIGBUS})

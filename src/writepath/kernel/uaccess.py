@@ -45,9 +45,7 @@ def user_read_access_end(task: Task) -> None:
     task.emit((tp.CLAC, task.pid, None, None))
 
 
-def forward_copy(
-    dst: bytearray, doff: int, src: bytearray | bytes, soff: int, n: int
-) -> None:
+def forward_copy(dst: bytearray, doff: int, src: bytearray | bytes, soff: int, n: int) -> None:
     """Copy ``n`` bytes front to back, as ``rep movsb`` does.
 
     When ``src`` and ``dst`` are the same buffer and the destination starts inside the source

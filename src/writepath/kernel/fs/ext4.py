@@ -100,9 +100,7 @@ def ext4_da_write_begin(
     """ext4_da_write_begin(): a folio sized for the write, its blocks prepared."""
     task.emit((tp.ENTER, task.pid, "ext4_da_write_begin", pos))
     index = pos >> PAGE_SHIFT
-    folio = yield from __filemap_get_folio(
-        task, mapping, index, FGP_WRITEBEGIN, fgf_set_order(len)
-    )
+    folio = yield from __filemap_get_folio(task, mapping, index, FGP_WRITEBEGIN, fgf_set_order(len))
     assert folio is not None
     end_of_folio = folio_pos(folio) + folio_size(folio)
     if pos + len > end_of_folio:
@@ -157,9 +155,7 @@ def ext4_read_folio(task: Task, folio: Folio) -> int:
 def _read_block(inode: Inode, folio: Folio, k: int) -> None:
     data = inode.disk.get(folio.index + k)
     start = k * PAGE_SIZE
-    folio.data[start : start + PAGE_SIZE] = (
-        data if data is not None else bytes(PAGE_SIZE)
-    )
+    folio.data[start : start + PAGE_SIZE] = data if data is not None else bytes(PAGE_SIZE)
 
 
 def _zero_partial_block(inode: Inode, old_size: int, pos: int) -> None:
@@ -187,9 +183,7 @@ def ext4_buffered_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[
     return ret
 
 
-def ext4_filemap_fault(
-    task: Task, vma: VMA, pgoff: int
-) -> Sleeps[tuple[int, Folio | None]]:
+def ext4_filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
     return (yield from filemap_fault(task, vma, pgoff))
 
 

@@ -33,9 +33,7 @@ def simple_write_begin(
 ) -> Sleeps[tuple[int, Folio | None, object]]:
     """simple_write_begin(): a locked folio, zeroed around the range if not uptodate."""
     task.emit((tp.ENTER, task.pid, "simple_write_begin", pos))
-    folio = yield from __filemap_get_folio(
-        task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN
-    )
+    folio = yield from __filemap_get_folio(task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN)
     assert folio is not None
     if not folio.uptodate and len != folio_size(folio):
         start = offset_in_folio(folio, pos)

@@ -51,9 +51,7 @@ def shmem_write_begin(
     """shmem_write_begin(): shmem_get_folio(SGP_WRITE) returns the folio locked; a new one is
     not uptodate and is not zeroed here (shmem_write_end zeroes what the copy missed)."""
     task.emit((tp.ENTER, task.pid, "shmem_write_begin", pos))
-    folio = yield from __filemap_get_folio(
-        task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN
-    )
+    folio = yield from __filemap_get_folio(task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN)
     assert folio is not None
     task.emit((tp.EXIT, task.pid, "shmem_write_begin", 0))
     return 0, folio, None

@@ -62,9 +62,7 @@ from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
 def xfs_no_write_begin(
     task: Task, file: File, mapping: AddressSpace, pos: int, len: int
 ) -> Sleeps[tuple[int, Folio | None, object]]:
-    raise NotImplementedError(
-        "xfs writes through iomap_write_iter(), not ->write_begin"
-    )
+    raise NotImplementedError("xfs writes through iomap_write_iter(), not ->write_begin")
 
 
 def xfs_no_write_end(
@@ -131,9 +129,7 @@ def iomap_write_begin(task: Task, inode: Inode, pos: int, len: int) -> Sleeps[Fo
     return folio
 
 
-def __iomap_write_end(
-    task: Task, pos: int, len: int, copied: int, folio: Folio
-) -> bool:
+def __iomap_write_end(task: Task, pos: int, len: int, copied: int, folio: Folio) -> bool:
     """Refuse a short copy into a folio that is not uptodate; else mark the range uptodate."""
     task.emit((tp.ENTER, task.pid, "iomap_write_end", copied))
     if copied < len and not folio.uptodate:
@@ -231,9 +227,7 @@ def xfs_file_buffered_write(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[i
     return ret
 
 
-def xfs_filemap_fault(
-    task: Task, vma: VMA, pgoff: int
-) -> Sleeps[tuple[int, Folio | None]]:
+def xfs_filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
     return (yield from filemap_fault(task, vma, pgoff))
 
 
