@@ -87,10 +87,7 @@ def consistency_violations(scenario: Scenario, result: RunResult) -> list[str]:
         if res.ret is None:
             return problems  # the run ended in this call: nothing more to check
         content = files[call.file]
-        if call.op in ("pwrite", "pwritev"):
-            pos = call.pos
-        else:
-            pos = fpos.get(key, 0)
+        pos = call.pos if call.op in ("pwrite", "pwritev") else fpos.get(key, 0)
         if "O_APPEND" in call.flags:
             pos = len(content)
         if res.errno is None and res.ret > 0:
