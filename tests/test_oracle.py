@@ -22,8 +22,13 @@ def result(ret: int, page: bytes, size: int = 4096) -> RunResult:
 def test_first_difference_names_the_field() -> None:
     a = result(4096, b"\1" * 4096)
     assert first_difference(a, result(4096, b"\1" * 4096)) is None
-    assert first_difference(a, result(2048, b"\1" * 4096)) == "call[0] pwrite: model 4096, kernel 2048"
-    assert first_difference(a, result(4096, b"\1" * 4096, 8192)) == "file t size: model 4096, kernel 8192"
+    assert (
+        first_difference(a, result(2048, b"\1" * 4096)) == "call[0] pwrite: model 4096, kernel 2048"
+    )
+    assert (
+        first_difference(a, result(4096, b"\1" * 4096, 8192))
+        == "file t size: model 4096, kernel 8192"
+    )
     other = b"\1" * 100 + b"\2" + b"\1" * 3995
     assert first_difference(a, result(4096, other)) == "file t byte 100: model 01, kernel 02"
 
@@ -50,11 +55,16 @@ needs_kernel = pytest.mark.skipif(
 @needs_kernel
 @pytest.mark.parametrize(
     "name",
-    ["self-mmap-same-page", "efault-beyond-eof-grows-file", "partly-readable-chunk", "self-map-overlap-forward-1"],
+    [
+        "self-mmap-same-page",
+        "efault-beyond-eof-grows-file",
+        "partly-readable-chunk",
+        "self-map-overlap-forward-1",
+    ],
 )
 def test_model_agrees_with_kernel_on_tmpfs(name: str) -> None:
-    from writepath.mounts import FsPool
     from writepath.diff import diff_one
+    from writepath.mounts import FsPool
 
     s = load_scenario(CAT / f"{name}.toml")
     with FsPool() as pool:

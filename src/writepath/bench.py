@@ -18,7 +18,7 @@ from pathlib import Path
 
 from writepath.run import setup, syscall
 from writepath.scenario import Scenario, parse_scenario
-from writepath.sched import Scheduler
+from writepath.sched import run_alone
 
 PWRITE1 = {
     "name": "bench-pwrite1",
@@ -81,9 +81,7 @@ def model_rate(scenario: Scenario, design: str, seconds: float) -> float:
     deadline = start + seconds
     while True:
         for _ in range(200):
-            sched = Scheduler(machine.kernel)
-            sched.spawn(machine.task, syscall(machine, call))
-            sched.run()
+            run_alone(machine.kernel, machine.task, syscall(machine, call))
         n += 200
         events.clear()  # the log would otherwise grow without bound
         now = time.perf_counter()

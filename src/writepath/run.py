@@ -27,7 +27,7 @@ from writepath.kernel.vfs import O_APPEND, O_RDONLY, O_RDWR, O_WRONLY, File, Ino
 from writepath.layout import MODEL_BASE, iov_address, region_bases
 from writepath.results import CallResult, FileState, RunResult
 from writepath.scenario import CallSpec, Scenario, fill
-from writepath.sched import Scheduler, Verdict
+from writepath.sched import Verdict, run_alone
 
 _FLAG_BITS = {
     "O_APPEND": O_APPEND,
@@ -129,9 +129,7 @@ def setup(scenario: Scenario, design: str) -> ModelMachine:
                     0,
                 )
             else:
-                sched = Scheduler(kernel)
-                sched.spawn(task, _touch(task, addr))
-                sched.run()
+                run_alone(kernel, task, _touch(task, addr))
     fds: dict[tuple[str, tuple[str, ...]], int] = {}
     for n, (name, flags) in enumerate(fd_plan(scenario)):
         fd = 3 + n
@@ -191,10 +189,8 @@ def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> R
     calls: list[CallResult] = []
     verdict, evidence = Verdict.OK, ""
     for call in scenario.calls:
-        sched = Scheduler(machine.kernel)
-        sched.spawn(machine.task, syscall(machine, call))
         machine.task.signals = []
-        outcome = sched.run()
+        outcome = run_alone(machine.kernel, machine.task, syscall(machine, call))
         if outcome.verdict is not Verdict.OK:
             calls.append(CallResult(call.op, None, None))
             verdict, evidence = outcome.verdict, outcome.evidence

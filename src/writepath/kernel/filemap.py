@@ -71,13 +71,6 @@ EFBIG = 27
 EINTR = 4
 
 PerformWrite = Callable[[Task, Kiocb, IovIter], Sleeps[int]]
-CopyToFolio = Callable[[Task, Folio, int, int, IovIter], Sleeps[int]]
-
-
-def _atomic_copy(task: Task, folio: Folio, offset: int, nbytes: int, i: IovIter) -> Sleeps[int]:
-    """The copy of v6.13/v6.14, as a step of ``_write_chunk``; it never sleeps."""
-    return copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
-    yield  # pragma: no cover - makes this a generator without a scheduling point
 
 
 def copy_folio_from_iter_faulting(
@@ -111,10 +104,11 @@ def _write_chunk(
     pos: int,
     nbytes: int,
     i: IovIter,
-    copy: CopyToFolio,
+    faulting: bool = False,
 ) -> Sleeps[tuple[int, int, int]]:
     """One pass of the loop body from ``write_begin`` to the revert after ``write_end``.
 
+    ``faulting`` selects the broken design's copy with page faults enabled.
     Returns ``(status, copied, bytes)``: write_end's verdict (or write_begin's error), what the
     copy moved, and the chunk size after clamping it to the folio. On return the folio is unlocked
     and the iterator stands after the bytes write_end accepted.
@@ -125,7 +119,11 @@ def _write_chunk(
     offset = offset_in_folio(folio, pos)
     if nbytes > folio_size(folio) - offset:
         nbytes = folio_size(folio) - offset
-    copied = yield from copy(task, folio, offset, nbytes, i)
+    if faulting:
+        copied = yield from copy_folio_from_iter_faulting(task, folio, offset, nbytes, i)
+    else:
+        # The atomic copy cannot sleep: a plain call, no scheduling point.
+        copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
     status = a_ops.write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
     if status != copied:
         iov_iter_revert(i, copied - max(status, 0))
@@ -162,9 +160,7 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
             break
-        status, copied, nbytes = yield from _write_chunk(
-            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
-        )
+        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:
             break
         yield COND_RESCHED
@@ -205,9 +201,7 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         retry = False
         offset = pos & (chunk - 1)
         nbytes = min(chunk - offset, nbytes)
-        status, copied, nbytes = yield from _write_chunk(
-            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
-        )
+        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:
             break
         yield COND_RESCHED
@@ -252,9 +246,7 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
         retry = False
         offset = pos & (chunk - 1)
         nbytes = min(chunk - offset, nbytes)
-        status, copied, nbytes = yield from _write_chunk(
-            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
-        )
+        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:
             break
         yield COND_RESCHED
@@ -297,7 +289,7 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
         offset = pos & (chunk - 1)
         nbytes = min(chunk - offset, nbytes)
         status, copied, nbytes = yield from _write_chunk(
-            task, file, mapping, a_ops, pos, nbytes, i, copy_folio_from_iter_faulting
+            task, file, mapping, a_ops, pos, nbytes, i, faulting=True
         )
         if status < 0:
             break
@@ -346,9 +338,7 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) != 0:
             status = -EFAULT
             break
-        status, copied, nbytes = yield from _write_chunk(
-            task, file, mapping, a_ops, pos, nbytes, i, _atomic_copy
-        )
+        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:
             break
         yield COND_RESCHED
@@ -411,8 +401,8 @@ def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
 
 def __generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """Buffered case only. ``file_remove_privs()`` and ``file_update_time()`` change nothing the
-    model observes and are left out."""
-    return (yield from task.kernel.perform_write(task, iocb, from_))
+    model observes and are left out, so this hands back the write loop's generator itself."""
+    return task.kernel.perform_write(task, iocb, from_)
 
 
 def generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
