@@ -8,7 +8,9 @@ folio is page k. Dirty and mapped buffer bits are not kept: nothing here writes 
 
 from __future__ import annotations
 
-from writepath.kernel.constants import PAGE_SIZE
+from typing import TYPE_CHECKING
+
+from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.pagecache import (
     Folio,
     folio_mark_uptodate,
@@ -16,6 +18,9 @@ from writepath.kernel.pagecache import (
     folio_zero_range,
 )
 from writepath.kernel.task import Task
+
+if TYPE_CHECKING:
+    from writepath.kernel.vfs import Inode
 
 
 def folio_create_empty_buffers(folio: Folio) -> None:
@@ -68,3 +73,37 @@ def block_write_end(task: Task, pos: int, len: int, copied: int, folio: Folio) -
         folio_zero_new_buffers(task, folio, start + copied, start + len)
     block_commit_write(task, folio, start, start + copied)
     return copied
+
+
+def read_block(inode: Inode, folio: Folio, k: int) -> None:
+    """Read block k of the folio from the disk; a block the disk does not have reads as zeros."""
+    data = inode.disk.get(folio.index + k)
+    start = k * PAGE_SIZE
+    folio.data[start : start + PAGE_SIZE] = data if data is not None else bytes(PAGE_SIZE)
+
+
+def block_read_full_folio(task: Task, folio: Folio) -> int:
+    """Read every block of the folio that is not uptodate yet, then mark it all uptodate.
+    ext4_read_folio() ends here; iomap_read_folio() does the same over its per-block state."""
+    inode = folio.mapping.host
+    for k in range(folio.nr_pages):
+        if folio.bh_uptodate is None or not folio.bh_uptodate[k]:
+            read_block(inode, folio, k)
+    if folio.bh_uptodate is not None:
+        folio.bh_uptodate = [True] * folio.nr_pages
+    folio_mark_uptodate(task, folio)
+    return 0
+
+
+def zero_partial_block(inode: Inode, old_size: int, pos: int) -> None:
+    """Zero the cached tail of the old last block, from the old EOF up to ``pos``
+    (ext4_zero_partial_blocks(), and the EOF zeroing of xfs_file_write_checks())."""
+    if not old_size & (PAGE_SIZE - 1):
+        return
+    folio = inode.i_mapping.i_pages.get(old_size >> PAGE_SHIFT)
+    if folio is None:
+        return
+    block_end = (old_size | (PAGE_SIZE - 1)) + 1
+    lo = old_size - folio_pos(folio)
+    hi = min(pos, block_end) - folio_pos(folio)
+    folio.data[lo:hi] = bytes(hi - lo)

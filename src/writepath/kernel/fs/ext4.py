@@ -18,7 +18,13 @@ verity and the non-delalloc fallback are not modelled; blocks are 4 KiB.
 from __future__ import annotations
 
 from writepath.kernel import tracepoints as tp
-from writepath.kernel.buffer import block_write_end, folio_create_empty_buffers
+from writepath.kernel.buffer import (
+    block_read_full_folio,
+    block_write_end,
+    folio_create_empty_buffers,
+    read_block,
+    zero_partial_block,
+)
 from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.filemap import filemap_fault, generic_write_checks
 from writepath.kernel.iov_iter import IovIter
@@ -31,7 +37,6 @@ from writepath.kernel.pagecache import (
     __filemap_get_folio,
     fgf_set_order,
     folio_mark_dirty,
-    folio_mark_uptodate,
     folio_pos,
     folio_size,
     folio_unlock,
@@ -89,7 +94,7 @@ def ext4_block_write_begin(task: Task, folio: Folio, pos: int, len: int) -> int:
             and index not in inode.delalloc
             and (block_start < start or block_end > end)
         ):
-            _read_block(inode, folio, k)
+            read_block(inode, folio, k)
             folio.bh_uptodate[k] = True
     return 0
 
@@ -135,40 +140,14 @@ def ext4_da_write_end(
     folio_mark_dirty(folio)
     folio_unlock(task, folio)
     if pos > old_size:
-        _zero_partial_block(inode, old_size, pos)
+        zero_partial_block(inode, old_size, pos)
     task.emit((tp.EXIT, task.pid, "ext4_da_write_end", copied))
     return copied
 
 
 def ext4_read_folio(task: Task, folio: Folio) -> int:
-    """ext4_read_folio() → block_read_full_folio(): read every block not yet uptodate."""
-    inode = folio.mapping.host
-    for k in range(folio.nr_pages):
-        if folio.bh_uptodate is None or not folio.bh_uptodate[k]:
-            _read_block(inode, folio, k)
-    if folio.bh_uptodate is not None:
-        folio.bh_uptodate = [True] * folio.nr_pages
-    folio_mark_uptodate(task, folio)
-    return 0
-
-
-def _read_block(inode: Inode, folio: Folio, k: int) -> None:
-    data = inode.disk.get(folio.index + k)
-    start = k * PAGE_SIZE
-    folio.data[start : start + PAGE_SIZE] = data if data is not None else bytes(PAGE_SIZE)
-
-
-def _zero_partial_block(inode: Inode, old_size: int, pos: int) -> None:
-    """ext4_zero_partial_blocks() from the old EOF to ``pos``, within the old last block."""
-    if not old_size & (PAGE_SIZE - 1):
-        return
-    folio = inode.i_mapping.i_pages.get(old_size >> PAGE_SHIFT)
-    if folio is None:
-        return
-    block_end = (old_size | (PAGE_SIZE - 1)) + 1
-    lo = old_size - folio_pos(folio)
-    hi = min(pos, block_end) - folio_pos(folio)
-    folio.data[lo:hi] = bytes(hi - lo)
+    """ext4_read_folio() → block_read_full_folio()."""
+    return block_read_full_folio(task, folio)
 
 
 def ext4_buffered_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:

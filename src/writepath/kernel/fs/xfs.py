@@ -15,7 +15,12 @@ of the old EOF block tail; blocks are 4 KiB.
 from __future__ import annotations
 
 from writepath.kernel import tracepoints as tp
-from writepath.kernel.buffer import folio_create_empty_buffers
+from writepath.kernel.buffer import (
+    block_read_full_folio,
+    folio_create_empty_buffers,
+    read_block,
+    zero_partial_block,
+)
 from writepath.kernel.constants import (
     MAX_LFS_FILESIZE,
     MAX_PAGECACHE_ORDER,
@@ -23,7 +28,6 @@ from writepath.kernel.constants import (
     PAGE_SIZE,
 )
 from writepath.kernel.filemap import EFAULT, filemap_fault, generic_write_checks
-from writepath.kernel.fs.ext4 import _read_block, _zero_partial_block
 from writepath.kernel.iov_iter import (
     IovIter,
     copy_folio_from_iter_atomic,
@@ -80,14 +84,7 @@ def xfs_no_write_end(
 
 def iomap_read_folio(task: Task, folio: Folio) -> int:
     """iomap_read_folio(): read every block not yet uptodate; holes read as zeros."""
-    inode = folio.mapping.host
-    for k in range(folio.nr_pages):
-        if folio.bh_uptodate is None or not folio.bh_uptodate[k]:
-            _read_block(inode, folio, k)
-    if folio.bh_uptodate is not None:
-        folio.bh_uptodate = [True] * folio.nr_pages
-    folio_mark_uptodate(task, folio)
-    return 0
+    return block_read_full_folio(task, folio)
 
 
 def iomap_write_begin(task: Task, inode: Inode, pos: int, len: int) -> Sleeps[Folio]:
@@ -123,7 +120,7 @@ def iomap_write_begin(task: Task, inode: Inode, pos: int, len: int) -> Sleeps[Fo
                     max(start, block_start),
                 )
             else:
-                _read_block(inode, folio, k)
+                read_block(inode, folio, k)
             folio.bh_uptodate[k] = True
     task.emit((tp.EXIT, task.pid, "iomap_write_begin", 0))
     return folio
@@ -221,7 +218,7 @@ def xfs_file_buffered_write(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[i
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
         if iocb.ki_pos > inode.i_size:
-            _zero_partial_block(inode, inode.i_size, iocb.ki_pos)
+            zero_partial_block(inode, inode.i_size, iocb.ki_pos)
         ret = yield from iomap_write_iter(task, iocb, from_)
     lock_release(task, inode.i_rwsem)
     return ret
