@@ -92,7 +92,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     result = run_scenario(load_scenario(args.scenario), args.design)
-    sys.stdout.write(function_graph(result.extra_events))  # type: ignore[attr-defined]
+    sys.stdout.write(function_graph(result.events))
     return 0
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from writepath.kernel.constants import PAGE_SIZE
+from writepath.kernel.tracepoints import Event
 
 #: Files up to this size get a sha256 of their whole content; larger (sparse) ones only a digest.
 SHA256_LIMIT = 64 << 20
@@ -115,6 +116,8 @@ class RunResult:
     evidence: str = ""
     counters: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The model's event log of the calls (not in the JSON; ``writepath trace`` renders it).
+    events: list[Event] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -86,10 +86,6 @@ def _populate_file(task: Task, inode: Inode, spec_data: str, size: int, cached: 
             filemap_add_folio(task, mapping, folio)
 
 
-def _touch(task: Task, addr: int) -> Generator[SchedPoint | WaitOn, None, bool]:
-    return (yield from do_user_addr_fault(task, addr))
-
-
 def setup(scenario: Scenario, design: str) -> ModelMachine:
     kernel = Kernel(design, DESIGNS[design])
     fs_by_name = filesystems()
@@ -129,7 +125,7 @@ def setup(scenario: Scenario, design: str) -> ModelMachine:
                     0,
                 )
             else:
-                run_alone(kernel, task, _touch(task, addr))
+                run_alone(kernel, task, do_user_addr_fault(task, addr))
     fds: dict[tuple[str, tuple[str, ...]], int] = {}
     for n, (name, flags) in enumerate(fd_plan(scenario)):
         fd = 3 + n
@@ -210,5 +206,5 @@ def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> R
         count(events),
     )
     if keep_events:
-        result.extra_events = list(events)  # type: ignore[attr-defined]
+        result.events = list(events)
     return result
