@@ -85,6 +85,6 @@ def test_oracle_reports_a_hang_as_a_result(monkeypatch: pytest.MonkeyPatch) -> N
         time.sleep(60)
         return {}
 
-    monkeypatch.setattr(oracle, "_child", hang)
+    monkeypatch.setattr(oracle, "run_child", hang)
     r = oracle.run_oracle(load_scenario(CAT / "pwrite1-resident.toml"), timeout=0.5)
     assert r.verdict == "timeout"

@@ -9,8 +9,15 @@ from __future__ import annotations
 from writepath.kernel.constants import KERNEL_ADDRESS
 from writepath.scenario import IovSpec, RegionSpec
 
-#: Where the model places the first region (the oracle uses an address mmap chose).
+#: Where the first region lies, in the model and in the oracle alike: fault-around windows and
+#: access_ok() on huge lengths depend on the address, so both use the same one.
 MODEL_BASE = 0x7F00_0000_0000
+
+#: Pages before the first region and after the last that nothing may ever occupy. The model has
+#: no VMA there (an access fails as in a hole); the oracle keeps them mapped PROT_NONE, which
+#: fails the same way in the kernel and stops the oracle's own memory from landing next to the
+#: regions, where an iov running past the last region would read it.
+GUARD_PAGES = 1
 
 
 def region_bases(regions: tuple[RegionSpec, ...], base: int) -> dict[str, int]:

@@ -1,13 +1,25 @@
-"""Directories on real filesystems of each type, for the oracle.
+"""Directories on real filesystems of each type, for the oracle, and nothing left behind.
 
-tmpfs is ``/dev/shm``; ext4 is a temporary directory on an ext4 mount of this machine (or a loop
-image made with mkfs.ext4); xfs is a loop image made with mkfs.xfs (Debian's xfsprogs); ramfs is
-mounted on a temporary directory. Loop images and mounts need root. What cannot be had is
+tmpfs is a directory in ``/dev/shm``; ext4 a temporary directory on an ext4 mount of this machine
+(or a loop image made with mkfs.ext4); xfs a loop image made with mkfs.xfs (Debian's xfsprogs);
+ramfs a mount on a temporary directory. Loop images and mounts need root. What cannot be had is
 reported with the reason, never faked with another filesystem.
+
+Leaving nothing behind, even when the process is killed:
+- As root, the first pool of a process moves the process into a mount namespace of its own with
+  private propagation, so every mount it (or a child) makes is invisible to the rest of the
+  machine and is torn down by the kernel when the last process in the namespace exits; loop
+  devices set up by ``mount -o loop`` are autoclear and are released with their mount.
+- Every directory the pool makes is named ``writepath-run.*`` and holds an owner file that the
+  pool keeps flock()ed while it lives. A later pool removes such a directory only when it is
+  owned by the same user, holds that owner file, and the lock can be taken — i.e. the process
+  that made it is gone. Nothing is ever removed by its name alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -15,6 +27,13 @@ import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
+
+#: Prefix of every directory a pool makes; the owner file inside marks it as the pool's.
+DIR_PREFIX = "writepath-run."
+OWNER_FILE = ".writepath-owner"
+
+#: Whether this process already has a private mount namespace (made once, on first need).
+_private_namespace: bool | None = None
 
 
 def fs_type_of(path: str) -> str:
@@ -24,7 +43,7 @@ def fs_type_of(path: str) -> str:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             parts = line.split()
-            mount_point = parts[4]
+            mount_point = _unescape(parts[4])
             fstype = parts[parts.index("-") + 1]
             if (real == mount_point or real.startswith(mount_point.rstrip("/") + "/")) and len(
                 mount_point
@@ -33,19 +52,127 @@ def fs_type_of(path: str) -> str:
     return best_type
 
 
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040 ...)."""
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def _mounts_below(path: str) -> list[str]:
+    """Mount points strictly inside ``path``, deepest first."""
+    prefix = path.rstrip("/") + "/"
+    found: list[str] = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount_point = _unescape(line.split()[4])
+            if mount_point.startswith(prefix):
+                found.append(mount_point)
+    return sorted(found, key=len, reverse=True)
+
+
+def enter_private_mount_namespace() -> bool:
+    """Move this process into its own mount namespace (root only); True if it is in one.
+
+    Done once per process. unshare(CLONE_NEWNS) refuses a process with other threads (EINVAL);
+    then mounts stay in the shared namespace and only the owner-file cleanup protects them.
+    """
+    global _private_namespace
+    if _private_namespace is None:
+        _private_namespace = False
+        if os.geteuid() == 0:
+            from writepath.oracle.libc import LibcError, unshare_mount_namespace
+
+            with contextlib.suppress(LibcError):
+                unshare_mount_namespace()
+                _private_namespace = True
+    return _private_namespace
+
+
+def scratch_parents() -> list[str]:
+    """Where pools make their directories: the temporary directory, /var/tmp, /dev/shm."""
+    out: list[str] = []
+    for d in (tempfile.gettempdir(), "/var/tmp", "/dev/shm"):
+        if os.path.isdir(d) and d not in out:
+            out.append(d)
+    return out
+
+
+def reap_leftovers(parents: list[str] | None = None) -> list[str]:
+    """Remove what pools of dead processes left behind; the directories removed.
+
+    A directory qualifies only if its name starts with DIR_PREFIX, it is a real directory owned
+    by this user, it holds an OWNER_FILE, and that file's lock is free (its owner is gone).
+    """
+    removed: list[str] = []
+    for parent in parents if parents is not None else scratch_parents():
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.name.startswith(DIR_PREFIX):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not entry.is_dir(follow_symlinks=False) or st.st_uid != os.geteuid():
+                continue
+            try:
+                fd = os.open(
+                    os.path.join(entry.path, OWNER_FILE),
+                    os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                )
+            except OSError:
+                continue  # no owner file: not a pool's directory
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its pool is alive
+                _remove_dir(entry.path)
+                removed.append(entry.path)
+            finally:
+                os.close(fd)
+    return removed
+
+
+def _remove_dir(path: str) -> None:
+    """Unmount whatever is mounted below ``path``, detach its loop images, remove it."""
+    for mount_point in _mounts_below(path):
+        subprocess.run(["umount", "-l", mount_point], capture_output=True)
+    for image in Path(path).glob("*.img"):
+        r = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            device = line.split(":", 1)[0]
+            if device.startswith("/dev/loop"):
+                subprocess.run(["losetup", "-d", device], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 class Unavailable(Exception):
     """This machine cannot provide that filesystem."""
 
 
 class FsPool(AbstractContextManager["FsPool"]):
-    """Hands out one scratch directory per filesystem type and cleans everything up."""
+    """Hands out one scratch directory per filesystem type and cleans everything up.
+
+    Enter it before starting threads (a progress bar, say): a private mount namespace can only
+    be made while the process has one thread.
+    """
 
     def __init__(self, override: str | None = None) -> None:
         self.override = override
         self.dirs: dict[str, str] = {}
         self.problems: dict[str, str] = {}
-        self._cleanup: list[list[str]] = []
+        self._mounts: list[str] = []
         self._tmpdirs: list[str] = []
+        self._locks: list[int] = []
+
+    def __enter__(self) -> FsPool:
+        reap_leftovers()
+        if os.geteuid() == 0:
+            enter_private_mount_namespace()
+        return self
 
     def directory(self, fs: str) -> str:
         if self.override:
@@ -61,8 +188,16 @@ class FsPool(AbstractContextManager["FsPool"]):
         return self.dirs[fs]
 
     def _tmp(self, parent: str | None = None) -> str:
-        d = tempfile.mkdtemp(prefix="writepath-", dir=parent)
+        d = tempfile.mkdtemp(prefix=DIR_PREFIX, dir=parent)
         self._tmpdirs.append(d)
+        fd = os.open(
+            os.path.join(d, OWNER_FILE),
+            os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+            0o600,
+        )
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"%d\n" % os.getpid())
+        self._locks.append(fd)
         return d
 
     def _make(self, fs: str) -> str:
@@ -71,7 +206,7 @@ class FsPool(AbstractContextManager["FsPool"]):
                 return self._tmp("/dev/shm")
             return self._mount("tmpfs", ["-t", "tmpfs", "tmpfs"])
         if fs == "ext4":
-            for candidate in (tempfile.gettempdir(), "/var/tmp", os.getcwd()):
+            for candidate in (tempfile.gettempdir(), "/var/tmp"):
                 if os.path.isdir(candidate) and fs_type_of(candidate) == "ext4":
                     return self._tmp(candidate)
             return self._loop("ext4", ["mkfs.ext4", "-q", "-F", "-b", "4096"], 64)
@@ -87,12 +222,14 @@ class FsPool(AbstractContextManager["FsPool"]):
 
     def _mount(self, fs: str, args: list[str]) -> str:
         self._need_root(f"mounting {fs}")
-        d = self._tmp()
-        r = subprocess.run(["mount", *args, d], capture_output=True, text=True)
+        work = self._tmp()
+        mnt = os.path.join(work, "mnt")
+        os.mkdir(mnt)
+        r = subprocess.run(["mount", *args, mnt], capture_output=True, text=True)
         if r.returncode:
             raise Unavailable(f"mount -t {fs} failed: {r.stderr.strip()}")
-        self._cleanup.append(["umount", d])
-        return d
+        self._mounts.append(mnt)
+        return mnt
 
     def _loop(self, fs: str, mkfs: list[str], mib: int) -> str:
         self._need_root(f"a loop-mounted {fs}")
@@ -108,10 +245,11 @@ class FsPool(AbstractContextManager["FsPool"]):
             raise Unavailable(f"{mkfs[0]} failed: {r.stderr.strip()}")
         mnt = str(Path(work) / "mnt")
         os.mkdir(mnt)
+        # mount(8) sets up the loop device with LO_FLAGS_AUTOCLEAR: it goes with the mount.
         r = subprocess.run(["mount", "-o", "loop", image, mnt], capture_output=True, text=True)
         if r.returncode:
             raise Unavailable(f"loop mount of {fs} failed: {r.stderr.strip()}")
-        self._cleanup.append(["umount", mnt])
+        self._mounts.append(mnt)
         return mnt
 
     def __exit__(
@@ -120,7 +258,15 @@ class FsPool(AbstractContextManager["FsPool"]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for cmd in reversed(self._cleanup):
-            subprocess.run(cmd, capture_output=True)
+        for mnt in reversed(self._mounts):
+            r = subprocess.run(["umount", mnt], capture_output=True)
+            if r.returncode:
+                subprocess.run(["umount", "-l", mnt], capture_output=True)
         for d in reversed(self._tmpdirs):
             shutil.rmtree(d, ignore_errors=True)
+        for fd in self._locks:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._mounts.clear()
+        self._tmpdirs.clear()
+        self._locks.clear()

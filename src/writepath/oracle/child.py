@@ -1,0 +1,218 @@
+"""The oracle's child process: set up, make the scenario's calls, read the files back.
+
+The child talks to its parent only through ``encode_result()``: plain JSON, checked field by
+field by the parent (``writepath.oracle.schema``). The descriptors a scenario names are virtual:
+the scenario's own files get the numbers the model gives them (3, 4, ... in order of first use,
+``run.fd_plan``), and every other number is sent to a descriptor the child has checked is closed,
+so a call can reach no descriptor of the oracle's (its result pipe, stdout, lock files).
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import fcntl
+import os
+import resource
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from writepath.kernel.constants import PAGE_SIZE
+from writepath.layout import iov_address
+from writepath.mounts import FsPool
+from writepath.oracle import libc
+from writepath.oracle.setup import (
+    Layout,
+    create_files,
+    map_regions,
+    punch_holes,
+    verify_layout,
+)
+from writepath.results import FileState, pages_from_bytes
+from writepath.run import fd_plan, open_flags
+from writepath.scenario import CallSpec, Scenario
+
+_WHENCE = {"SEEK_SET": os.SEEK_SET, "SEEK_CUR": os.SEEK_CUR, "SEEK_END": os.SEEK_END}
+
+#: Files up to this size are read back whole with pread(); larger ones through
+#: SEEK_DATA/SEEK_HOLE, plus a direct read of their last page (see ``read_state``).
+DIRECT_READ_LIMIT = 64 << 20
+#: Non-zero content shipped to the parent per run, at most; past it, only digests travel.
+SHIP_LIMIT = 64 << 20
+#: ramfs has no SEEK_DATA: files past this size cannot be read back in the time limit.
+RAMFS_READ_LIMIT = 64 << 20
+
+
+class ChildError(Exception):
+    """The run went wrong in a way that is not the kernel's answer: verdict ``error``."""
+
+
+@dataclass
+class _Call:
+    spec: CallSpec
+    fd: int
+    vec: list[tuple[int, int]]
+    arr: Any
+
+
+def closed_descriptor() -> int:
+    """A descriptor number that is not open in this process (fcntl says EBADF)."""
+    for fd in range(1000, 1 << 20):
+        try:
+            fcntl.fcntl(fd, fcntl.F_GETFD)
+        except OSError:
+            return fd
+    raise ChildError("no closed descriptor number below 2**20")
+
+
+def open_scenario_files(scenario: Scenario, paths: dict[str, str]) -> dict[int, int]:
+    """Open each (file, flags) of the scenario; virtual descriptor -> real descriptor."""
+    virtual: dict[int, int] = {}
+    for n, (name, flags) in enumerate(fd_plan(scenario)):
+        # The access mode bits as the scenario gives them: O_WRONLY|O_RDWR is mode 3, which
+        # open(2) accepts and which the kernel then refuses to write with (EBADF).
+        bits = open_flags(flags)
+        osflags = (bits & 0o3) | (os.O_APPEND if "O_APPEND" in flags else 0) | os.O_CLOEXEC
+        virtual[3 + n] = os.open(paths[name], osflags)
+    return virtual
+
+
+def real_descriptor(
+    call: CallSpec, virtual: dict[int, int], fds: dict[Any, int], closed: int
+) -> int:
+    if call.fd is None:
+        return fds[(call.file, tuple(sorted(call.flags)))]
+    if call.fd < 0:
+        return call.fd  # never a descriptor: the kernel says EBADF, as the model does
+    return virtual.get(call.fd, closed)
+
+
+def _prepare_calls(
+    scenario: Scenario, layout: Layout, virtual: dict[int, int], closed: int
+) -> list[_Call]:
+    by_key = {key: virtual[3 + n] for n, key in enumerate(fd_plan(scenario))}
+    out: list[_Call] = []
+    for c in scenario.calls:
+        fd = real_descriptor(c, virtual, by_key, closed)
+        vec = [(iov_address(v, layout.bases), v.length % (1 << 64)) for v in c.iov]
+        arr = (libc.Iovec * max(1, len(vec)))(*[libc.Iovec(a or None, n) for a, n in vec])
+        out.append(_Call(c, fd, vec, arr))
+    return out
+
+
+def _make_call(call: _Call) -> int:
+    c, fd, vec = call.spec, call.fd, call.vec
+    if c.op == "write":
+        return int(libc.libc.write(fd, vec[0][0] or None, vec[0][1]))
+    if c.op == "pwrite":
+        return int(libc.libc.pwrite(fd, vec[0][0] or None, vec[0][1], c.pos))
+    if c.op == "writev":
+        return int(libc.libc.writev(fd, call.arr, len(vec)))
+    if c.op == "pwritev":
+        return int(libc.libc.pwritev(fd, call.arr, len(vec), c.pos))
+    return int(libc.libc.lseek(fd, c.pos, _WHENCE[c.whence]))
+
+
+def read_state(path: str, fstype: str) -> FileState:
+    """The file as a reader sees it, not trusting SEEK_DATA at the edges.
+
+    Small files are read whole. Larger ones are walked with SEEK_DATA/SEEK_HOLE, and the last
+    page is always read directly besides: 6.18's mapping_seek_hole_data() overflows for the
+    very last page index, so a byte at 2**63 - 2 is data that SEEK_DATA does not report.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        pages: dict[int, bytes] = {}
+
+        def read_range(start: int, end: int) -> None:
+            pos = start
+            while pos < end:
+                chunk = os.pread(fd, min(1 << 20, end - pos), pos)
+                if not chunk:
+                    break
+                pages.update(pages_from_bytes(chunk, pos // PAGE_SIZE))
+                pos += len(chunk)
+
+        if size <= DIRECT_READ_LIMIT:
+            read_range(0, size)
+            return FileState(size, pages)
+        if fstype == "ramfs":
+            raise ChildError("ramfs has no SEEK_DATA: a file this large cannot be read back")
+        off = 0
+        while off < size:
+            try:
+                data = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == 6:  # ENXIO: no data after off (as far as SEEK_DATA knows)
+                    break
+                raise
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            read_range(data - data % PAGE_SIZE, min(hole, size))
+            off = max(hole, off + PAGE_SIZE)
+        last = (size - 1) // PAGE_SIZE * PAGE_SIZE
+        read_range(last, size)
+        return FileState(size, pages)
+    finally:
+        os.close(fd)
+
+
+def encode_file(state: FileState, budget: list[int]) -> dict[str, Any]:
+    """A FileState as JSON: content while the run's budget lasts, else only its digests."""
+    size_of_pages = len(state.pages) * PAGE_SIZE if state.pages is not None else 0
+    out: dict[str, Any] = {"size": state.size, "sha256": state.sha256(), "digest": state.digest()}
+    if state.pages is not None and size_of_pages <= budget[0]:
+        budget[0] -= size_of_pages
+        out["pages"] = {
+            str(index): base64.b64encode(bytes(page)).decode("ascii")
+            for index, page in sorted(state.pages.items())
+        }
+    else:
+        out["pages"] = None
+    return out
+
+
+def run_child(scenario: Scenario, pool: FsPool) -> dict[str, Any]:
+    """Everything the child does; the JSON-able result (``schema.decode_result`` reads it)."""
+    prep = create_files(scenario, pool)
+    layout = map_regions(scenario, prep)
+    virtual = open_scenario_files(scenario, prep.paths)
+    closed = closed_descriptor()
+    signals: list[str] = []
+
+    def on_sigxfsz(signum: int, frame: object) -> None:
+        signals.append("SIGXFSZ")
+
+    handler: Callable[[int, Any], None] = on_sigxfsz
+    signal.signal(signal.SIGXFSZ, handler)
+    # Only the soft limit: lowering the hard one could not be undone without CAP_SYS_RESOURCE.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if scenario.rlimit_fsize is not None:
+        limit = scenario.rlimit_fsize
+        if limit >= 1 << 63:  # no file offset reaches it: the same as RLIM_INFINITY
+            limit = resource.RLIM_INFINITY
+        if hard != resource.RLIM_INFINITY and (limit == resource.RLIM_INFINITY or limit > hard):
+            limit = hard
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    # Every argument is built before the holes are made, so no allocation lands in one.
+    calls = _prepare_calls(scenario, layout, virtual, closed)
+    results: list[dict[str, Any]] = []
+    punch_holes(layout)
+    for call in calls:
+        del signals[:]
+        ctypes.set_errno(0)
+        ret = _make_call(call)
+        err = ctypes.get_errno() if ret < 0 else 0
+        results.append({"op": call.spec.op, "ret": ret, "errno": err, "signals": list(signals)})
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    problem = verify_layout(layout)
+    if problem:
+        raise ChildError(problem)
+    budget = [SHIP_LIMIT]
+    files = {
+        name: encode_file(read_state(path, prep.fstypes[name]), budget)
+        for name, path in prep.paths.items()
+    }
+    return {"kind": "ok", "calls": results, "files": files, "fstypes": prep.fstypes}
