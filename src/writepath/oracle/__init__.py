@@ -34,9 +34,9 @@ __all__ = ["ORACLE_VERDICTS", "run_oracle"]
 ORACLE_VERDICTS = ("ok", "skip", "timeout", "signal", "error")
 
 
-def _child_main(
-    scenario: Scenario, pool: FsPool, out: int, parent: int
-) -> None:  # pragma: no cover
+def _child_main(  # pragma: no cover - runs in the child
+    scenario: Scenario, pool: FsPool, canary_dir: str | None, out: int, parent: int
+) -> None:
     """Runs in the forked child; never returns."""
     code = 0
     try:
@@ -44,7 +44,7 @@ def _child_main(
         if os.getppid() != parent:  # the parent died before the death signal was armed
             os._exit(1)
         try:
-            payload = run_child(scenario, pool)
+            payload = run_child(scenario, pool, canary_dir)
         except (SetupError, LibcError, Unavailable) as e:
             payload = {"kind": "skip", "detail": str(e)}
         except ChildError as e:
@@ -88,12 +88,16 @@ def run_oracle(
             "skip",
             "ramfs has no SEEK_HOLE: a file this sparse cannot be read back in the time limit",
         )
+    try:  # the canary is planted in tmpfs (see child.plant_canary)
+        canary_dir: str | None = pool.directory("tmpfs")
+    except Unavailable:
+        canary_dir = None
     rd, wr = os.pipe2(os.O_CLOEXEC)
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(rd)
-        _child_main(scenario, pool, wr, parent)
+        _child_main(scenario, pool, canary_dir, wr, parent)
     os.close(wr)
     chunks: list[bytes] = []
     received = 0

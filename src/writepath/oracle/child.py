@@ -44,6 +44,14 @@ SHIP_LIMIT = 64 << 20
 #: ramfs has no SEEK_DATA: files past this size cannot be read back in the time limit.
 RAMFS_READ_LIMIT = 64 << 20
 
+#: The canary: an 8-byte period of bytes no data spec of the catalogue produces by accident
+#: (pattern bytes are 1..251, zero is 0). Planted at a page-aligned place, byte k of a page
+#: holds CANARY[k % 8], so a file byte at offset f that is canary holds CANARY[f % 8].
+CANARY = bytes([0xFC, 0xFD, 0xFE, 0xFF, 0xFF, 0xFE, 0xFD, 0xFC])
+#: How much canary to plant at least, and at most (more for scenarios that write more).
+CANARY_MIN = 4 << 20
+CANARY_MAX = 64 << 20
+
 
 class ChildError(Exception):
     """The run went wrong in a way that is not the kernel's answer: verdict ``error``."""
@@ -162,7 +170,12 @@ def read_state(path: str, fstype: str) -> FileState:
 def encode_file(state: FileState, budget: list[int]) -> dict[str, Any]:
     """A FileState as JSON: content while the run's budget lasts, else only its digests."""
     size_of_pages = len(state.pages) * PAGE_SIZE if state.pages is not None else 0
-    out: dict[str, Any] = {"size": state.size, "sha256": state.sha256(), "digest": state.digest()}
+    out: dict[str, Any] = {
+        "size": state.size,
+        "sha256": state.sha256(),
+        "digest": state.digest(),
+        "stale": [list(r) for r in state.stale],
+    }
     if state.pages is not None and size_of_pages <= budget[0]:
         budget[0] -= size_of_pages
         out["pages"] = {
@@ -174,8 +187,79 @@ def encode_file(state: FileState, budget: list[int]) -> dict[str, Any]:
     return out
 
 
-def run_child(scenario: Scenario, pool: FsPool) -> dict[str, Any]:
-    """Everything the child does; the JSON-able result (``schema.decode_result`` reads it)."""
+def plant_canary(directory: str, nbytes: int) -> None:
+    """Fill ``nbytes`` of page cache with the canary and free it again, just before the calls.
+
+    The pages of a deleted tmpfs file go back to the page allocator's per-CPU lists, which hand
+    out the most recently freed page first; with the child pinned to one CPU, a folio the
+    write path allocates next is one of them. Anonymous memory does not serve: freeing it also
+    frees zeroed page-table pages last, and those come back first.
+    """
+    path = os.path.join(directory, f"canary.{os.getpid()}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.unlink(path)
+        chunk = CANARY * (_CANARY_CHUNK // len(CANARY))
+        for off in range(0, nbytes, _CANARY_CHUNK):
+            os.pwrite(fd, chunk, off)
+    finally:
+        os.close(fd)  # the last reference: the pages are freed here
+
+
+_CANARY_CHUNK = 1 << 20
+
+
+def canary_ranges(state: FileState) -> list[tuple[int, int]]:
+    """The [start, end) byte ranges of the file that hold canary bytes: stale memory."""
+    ranges: list[tuple[int, int]] = []
+    if state.pages is None:
+        return ranges
+    page_canary = CANARY * (PAGE_SIZE // len(CANARY))
+    for index in sorted(state.pages):
+        page = bytes(state.pages[index])
+        if max(page) < min(CANARY):  # no byte could be canary
+            continue
+        base = index * PAGE_SIZE
+        k = 0
+        while k < PAGE_SIZE:
+            if page[k] != page_canary[k]:
+                k += 1
+                continue
+            start = k
+            while k < PAGE_SIZE and page[k] == page_canary[k]:
+                k += 1
+            lo, hi = base + start, min(base + k, state.size)
+            if ranges and ranges[-1][1] == lo:
+                ranges[-1] = (ranges[-1][0], hi)
+            elif hi > lo:
+                ranges.append((lo, hi))
+    return ranges
+
+
+def mask_stale(state: FileState, ranges: list[tuple[int, int]]) -> FileState:
+    """The file with its stale bytes read as zero and the ranges recorded, as the model says."""
+    if not ranges or state.pages is None:
+        return state
+    pages = {index: bytearray(page) for index, page in state.pages.items()}
+    for lo, hi in ranges:
+        for index in range(lo // PAGE_SIZE, (hi - 1) // PAGE_SIZE + 1):
+            a = max(lo, index * PAGE_SIZE) - index * PAGE_SIZE
+            b = min(hi, (index + 1) * PAGE_SIZE) - index * PAGE_SIZE
+            pages[index][a:b] = bytes(b - a)
+    kept = {index: bytes(p) for index, p in pages.items() if p.count(0) != PAGE_SIZE}
+    return FileState(state.size, kept, stale=tuple(ranges))
+
+
+def canary_budget(scenario: Scenario) -> int:
+    written = sum(sum(max(0, v.length) for v in c.iov) for c in scenario.calls if c.op != "lseek")
+    return max(CANARY_MIN, min(CANARY_MAX, 2 * written))
+
+
+def run_child(scenario: Scenario, pool: FsPool, canary_dir: str | None = None) -> dict[str, Any]:
+    """Everything the child does; the JSON-able result (``schema`` checks it). With
+    ``canary_dir`` (a tmpfs directory), stale memory in the files is found and reported."""
+    # One CPU: the per-CPU free lists the canary goes to are the ones the calls allocate from.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     prep = create_files(scenario, pool)
     layout = map_regions(scenario, prep)
     virtual = open_scenario_files(scenario, prep.paths)
@@ -199,6 +283,8 @@ def run_child(scenario: Scenario, pool: FsPool) -> dict[str, Any]:
     # Every argument is built before the holes are made, so no allocation lands in one.
     calls = _prepare_calls(scenario, layout, virtual, closed)
     results: list[dict[str, Any]] = []
+    if canary_dir is not None:
+        plant_canary(canary_dir, canary_budget(scenario))
     punch_holes(layout)
     for call in calls:
         del signals[:]
@@ -211,8 +297,10 @@ def run_child(scenario: Scenario, pool: FsPool) -> dict[str, Any]:
     if problem:
         raise ChildError(problem)
     budget = [SHIP_LIMIT]
-    files = {
-        name: encode_file(read_state(path, prep.fstypes[name]), budget)
-        for name, path in prep.paths.items()
-    }
+    files: dict[str, Any] = {}
+    for name, path in prep.paths.items():
+        state = read_state(path, prep.fstypes[name])
+        if canary_dir is not None:
+            state = mask_stale(state, canary_ranges(state))
+        files[name] = encode_file(state, budget)
     return {"kind": "ok", "calls": results, "files": files, "fstypes": prep.fstypes}

@@ -70,7 +70,7 @@ def decode_calls(scenario: Scenario, raw: Any) -> list[CallResult]:
 
 def decode_file(name: str, raw: Any) -> FileState:
     item = _dict(raw, f"files.{name}")
-    if set(item) != {"size", "sha256", "digest", "pages"}:
+    if set(item) != {"size", "sha256", "digest", "pages", "stale"}:
         raise MalformedResult(f"files.{name}: wrong fields")
     size = _int(item["size"], 0, LLONG_MAX, f"files.{name}.size")
     npages = (size + PAGE_SIZE - 1) // PAGE_SIZE
@@ -79,8 +79,9 @@ def decode_file(name: str, raw: Any) -> FileState:
         raise MalformedResult(f"files.{name}.sha256: {sha!r}")
     if not (isinstance(digest, str) and _HEX64.match(digest)):
         raise MalformedResult(f"files.{name}.digest: {digest!r}")
+    stale = decode_stale(name, item["stale"], size)
     if item["pages"] is None:
-        return FileState.from_digests(size, sha, digest, ())
+        return FileState.from_digests(size, sha, digest, stale)
     pages: dict[int, bytes] = {}
     for key, b64 in _dict(item["pages"], f"files.{name}.pages").items():
         if not key.isdigit() or not isinstance(b64, str):
@@ -93,10 +94,24 @@ def decode_file(name: str, raw: Any) -> FileState:
         if index >= npages or len(page) != PAGE_SIZE:
             raise MalformedResult(f"files.{name}.pages[{key}]: outside the file or not a page")
         pages[index] = page
-    state = FileState(size, pages)
+    state = FileState(size, pages, stale=stale)
     if state.digest() != digest or (sha is not None and state.sha256() != sha):
         raise MalformedResult(f"files.{name}: content does not match its digest")
     return state
+
+
+def decode_stale(name: str, raw: Any, size: int) -> tuple[tuple[int, int], ...]:
+    """Sorted, disjoint, non-empty [start, end) ranges inside the file."""
+    if not isinstance(raw, list) or len(raw) > 1 << 20:
+        raise MalformedResult(f"files.{name}.stale: not a list of ranges")
+    out: list[tuple[int, int]] = []
+    for k, r in enumerate(raw):
+        if not isinstance(r, list) or len(r) != 2:
+            raise MalformedResult(f"files.{name}.stale[{k}]: not [start, end]")
+        lo = _int(r[0], out[-1][1] if out else 0, size, f"files.{name}.stale[{k}]")
+        hi = _int(r[1], lo + 1, size, f"files.{name}.stale[{k}]")
+        out.append((lo, hi))
+    return tuple(out)
 
 
 def decode_files(scenario: Scenario, raw: Any) -> dict[str, FileState]:
