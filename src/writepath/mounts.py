@@ -137,7 +137,14 @@ def reap_leftovers(parents: list[str] | None = None) -> list[str]:
 
 
 def _remove_dir(path: str) -> None:
-    """Unmount whatever is mounted below ``path``, detach its loop images, remove it."""
+    """Unmount whatever is mounted below ``path``, detach its loop images, remove the trace
+    instances its pool registered, remove it."""
+    try:
+        with open(os.path.join(path, TRACE_INSTANCES_FILE)) as f:
+            for line in f:
+                _remove_trace_instance(line.strip())
+    except OSError:
+        pass
     for mount_point in _mounts_below(path):
         subprocess.run(["umount", "-l", mount_point], capture_output=True)
     for image in Path(path).glob("*.img"):
@@ -147,6 +154,22 @@ def _remove_dir(path: str) -> None:
             if device.startswith("/dev/loop"):
                 subprocess.run(["losetup", "-d", device], capture_output=True)
     shutil.rmtree(path, ignore_errors=True)
+
+
+#: File in a pool's control directory listing the trace instances it made, one path a line.
+TRACE_INSTANCES_FILE = "trace-instances"
+#: Trace instances a pool makes are named with this prefix (oracle/tracing.py).
+TRACE_INSTANCE_PREFIX = "writepath-"
+
+
+def _remove_trace_instance(path: str) -> None:
+    """rmdir a registered trace instance, if it is one of ours by place and name."""
+    parent, name = os.path.split(path)
+    if os.path.basename(parent) == "instances" and name.startswith(TRACE_INSTANCE_PREFIX):
+        with contextlib.suppress(OSError), open(os.path.join(path, "tracing_on"), "w") as f:
+            f.write("0")
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
 
 
 class Unavailable(Exception):
@@ -167,6 +190,7 @@ class FsPool(AbstractContextManager["FsPool"]):
         self._mounts: list[str] = []
         self._tmpdirs: list[str] = []
         self._locks: list[int] = []
+        self._control: str | None = None
 
     def __enter__(self) -> FsPool:
         reap_leftovers()
@@ -186,6 +210,14 @@ class FsPool(AbstractContextManager["FsPool"]):
                 self.problems[fs] = str(e)
                 raise
         return self.dirs[fs]
+
+    def register_trace_instance(self, path: str) -> None:
+        """Note a trace instance this pool made, so a later pool removes it if this process
+        dies before removing it itself."""
+        if self._control is None:
+            self._control = self._tmp()
+        with open(os.path.join(self._control, TRACE_INSTANCES_FILE), "a") as f:
+            f.write(path + "\n")
 
     def _tmp(self, parent: str | None = None) -> str:
         d = tempfile.mkdtemp(prefix=DIR_PREFIX, dir=parent)
@@ -270,3 +302,4 @@ class FsPool(AbstractContextManager["FsPool"]):
         self._mounts.clear()
         self._tmpdirs.clear()
         self._locks.clear()
+        self._control = None

@@ -20,6 +20,9 @@ class CallResult:
     ret: int | None  # None: the call never returned (the run deadlocked or livelocked in it)
     errno: str | None = None
     signals: tuple[str, ...] = ()
+    #: The tracepoints the call fired, in the contract's form (README "Tracepoints"); None
+    #: where no trace was taken.
+    trace: tuple[str, ...] | None = None
 
     @classmethod
     def from_kernel_ret(cls, op: str, ret: int, signals: tuple[str, ...] = ()) -> CallResult:
@@ -35,6 +38,8 @@ class CallResult:
         out: dict[str, Any] = {"op": self.op, "ret": self.ret, "errno": self.errno}
         if self.signals:
             out["signals"] = list(self.signals)
+        if self.trace is not None:
+            out["trace"] = list(self.trace)
         return out
 
 

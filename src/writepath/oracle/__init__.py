@@ -13,6 +13,8 @@ Verdicts: ``ok``, ``skip``, ``timeout``, ``signal``, ``error``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -21,11 +23,12 @@ import signal
 import time
 import traceback
 
-from writepath.mounts import FsPool, Unavailable
+from writepath.mounts import TRACE_INSTANCE_PREFIX, FsPool, Unavailable
 from writepath.oracle import schema
 from writepath.oracle.child import RAMFS_READ_LIMIT, ChildError, run_child
 from writepath.oracle.libc import LibcError, set_pdeathsig
 from writepath.oracle.setup import SetupError
+from writepath.oracle.tracing import TraceInstance, TraceUnavailable
 from writepath.results import RunResult
 from writepath.scenario import Scenario
 
@@ -35,7 +38,12 @@ ORACLE_VERDICTS = ("ok", "skip", "timeout", "signal", "error")
 
 
 def _child_main(  # pragma: no cover - runs in the child
-    scenario: Scenario, pool: FsPool, canary_dir: str | None, out: int, parent: int
+    scenario: Scenario,
+    pool: FsPool,
+    canary_dir: str | None,
+    trace_instance: str | None,
+    out: int,
+    parent: int,
 ) -> None:
     """Runs in the forked child; never returns."""
     code = 0
@@ -44,7 +52,7 @@ def _child_main(  # pragma: no cover - runs in the child
         if os.getppid() != parent:  # the parent died before the death signal was armed
             os._exit(1)
         try:
-            payload = run_child(scenario, pool, canary_dir)
+            payload = run_child(scenario, pool, canary_dir, trace_instance)
         except (SetupError, LibcError, Unavailable) as e:
             payload = {"kind": "skip", "detail": str(e)}
         except ChildError as e:
@@ -64,17 +72,22 @@ def _child_main(  # pragma: no cover - runs in the child
         os._exit(code)
 
 
+_instances = itertools.count()
+
+
 def run_oracle(
     scenario: Scenario,
     directory: str | None = None,
     timeout: float = 10.0,
     pool: FsPool | None = None,
+    trace: bool = False,
 ) -> RunResult:
     """Run ``scenario`` on this machine's kernel in a child process; a RunResult with design
-    ``kernel``."""
+    ``kernel``. With ``trace``, every call carries the tracepoints it fired; where tracefs
+    cannot be used, ``extra["trace_unavailable"]`` says why and the calls carry none."""
     if pool is None:
         with FsPool(directory) as own:
-            return run_oracle(scenario, directory, timeout, own)
+            return run_oracle(scenario, directory, timeout, own, trace)
     for f in scenario.files:  # make the directories in the parent, once per pool
         try:
             pool.directory(f.fs)
@@ -92,12 +105,39 @@ def run_oracle(
         canary_dir: str | None = pool.directory("tmpfs")
     except Unavailable:
         canary_dir = None
+    instance: TraceInstance | None = None
+    unavailable = ""
+    if trace:
+        try:
+            name = f"{TRACE_INSTANCE_PREFIX}{os.getpid()}-{next(_instances)}"
+            instance = TraceInstance.create(name)
+            pool.register_trace_instance(instance.path)
+        except TraceUnavailable as e:
+            unavailable = str(e)
+    try:
+        result = _supervise(scenario, pool, canary_dir, instance, timeout)
+    finally:
+        if instance is not None:
+            instance.remove()
+    if unavailable:
+        result.extra["trace_unavailable"] = unavailable
+    return result
+
+
+def _supervise(
+    scenario: Scenario,
+    pool: FsPool,
+    canary_dir: str | None,
+    instance: TraceInstance | None,
+    timeout: float,
+) -> RunResult:
+    """Fork the child, collect its answer by the deadline, turn it into a RunResult."""
     rd, wr = os.pipe2(os.O_CLOEXEC)
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(rd)
-        _child_main(scenario, pool, canary_dir, wr, parent)
+        _child_main(scenario, pool, canary_dir, instance.path if instance else None, wr, parent)
     os.close(wr)
     chunks: list[bytes] = []
     received = 0
@@ -143,13 +183,16 @@ def _decode(scenario: Scenario, raw: bytes) -> RunResult:
             if set(doc) != {"kind", "detail"} or not isinstance(detail, str):
                 raise schema.MalformedResult(f"{kind}: wrong fields")
             return _result(scenario, str(kind), detail[:2000])
-        if kind != "ok" or set(doc) != {"kind", "calls", "files", "fstypes"}:
+        if kind != "ok" or set(doc) != {"kind", "calls", "files", "fstypes", "traces"}:
             raise schema.MalformedResult("unknown kind or fields")
         calls = schema.decode_calls(scenario, doc["calls"])
         files = schema.decode_files(scenario, doc["files"])
         fstypes = schema.decode_fstypes(scenario, doc["fstypes"])
+        traces = schema.decode_traces(scenario, doc["traces"])
     except schema.MalformedResult as e:
         return _result(scenario, "error", f"malformed answer from the child: {e}")
+    if traces is not None:
+        calls = [dataclasses.replace(c, trace=t) for c, t in zip(calls, traces, strict=True)]
     return RunResult(
         scenario.name,
         "kernel",

@@ -22,7 +22,7 @@ from typing import Any
 from writepath.kernel.constants import PAGE_SIZE
 from writepath.layout import iov_address
 from writepath.mounts import FsPool
-from writepath.oracle import libc
+from writepath.oracle import libc, tracing
 from writepath.oracle.setup import (
     Layout,
     create_files,
@@ -255,9 +255,26 @@ def canary_budget(scenario: Scenario) -> int:
     return max(CANARY_MIN, min(CANARY_MAX, 2 * written))
 
 
-def run_child(scenario: Scenario, pool: FsPool, canary_dir: str | None = None) -> dict[str, Any]:
+def _namer(scenario: Scenario, layout: Layout, paths: dict[str, str]) -> tracing.Namer:
+    regions = [
+        (r.name, layout.bases[r.name], layout.bases[r.name] + r.length) for r in scenario.regions
+    ]
+    files: dict[tuple[int, int, int], str] = {}
+    for name, path in paths.items():
+        st = os.stat(path)
+        files[(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = name
+    return tracing.Namer(regions, files)
+
+
+def run_child(
+    scenario: Scenario,
+    pool: FsPool,
+    canary_dir: str | None = None,
+    trace_instance: str | None = None,
+) -> dict[str, Any]:
     """Everything the child does; the JSON-able result (``schema`` checks it). With
-    ``canary_dir`` (a tmpfs directory), stale memory in the files is found and reported."""
+    ``canary_dir`` (a tmpfs directory), stale memory in the files is found and reported; with
+    ``trace_instance`` (a tracefs instance the parent made), each call's tracepoints."""
     # One CPU: the per-CPU free lists the canary goes to are the ones the calls allocate from.
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     prep = create_files(scenario, pool)
@@ -283,16 +300,32 @@ def run_child(scenario: Scenario, pool: FsPool, canary_dir: str | None = None) -
     # Every argument is built before the holes are made, so no allocation lands in one.
     calls = _prepare_calls(scenario, layout, virtual, closed)
     results: list[dict[str, Any]] = []
+    recorder = None
+    if trace_instance is not None:
+        namer = _namer(scenario, layout, prep.paths)
+        recorder = tracing.Recorder(tracing.TraceInstance(trace_instance))
     if canary_dir is not None:
         plant_canary(canary_dir, canary_budget(scenario))
     punch_holes(layout)
-    for call in calls:
+    for k, call in enumerate(calls):
         del signals[:]
+        if recorder is not None:
+            recorder.begin(k)
         ctypes.set_errno(0)
         ret = _make_call(call)
         err = ctypes.get_errno() if ret < 0 else 0
+        if recorder is not None:
+            recorder.end(k)
         results.append({"op": call.spec.op, "ret": ret, "errno": err, "signals": list(signals)})
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    traces = None
+    if recorder is not None:
+        recorder.stop()
+        try:
+            recorder.check_complete()
+        except tracing.TraceLost as e:
+            raise ChildError(f"trace incomplete: {e}") from e
+        traces = tracing.split_calls(recorder.lines(), os.getpid(), len(calls), namer)
     problem = verify_layout(layout)
     if problem:
         raise ChildError(problem)
@@ -303,4 +336,10 @@ def run_child(scenario: Scenario, pool: FsPool, canary_dir: str | None = None) -
         if canary_dir is not None:
             state = mask_stale(state, canary_ranges(state))
         files[name] = encode_file(state, budget)
-    return {"kind": "ok", "calls": results, "files": files, "fstypes": prep.fstypes}
+    return {
+        "kind": "ok",
+        "calls": results,
+        "files": files,
+        "fstypes": prep.fstypes,
+        "traces": traces,
+    }

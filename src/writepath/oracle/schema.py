@@ -121,6 +121,25 @@ def decode_files(scenario: Scenario, raw: Any) -> dict[str, FileState]:
     return {f.name: decode_file(f.name, files[f.name]) for f in scenario.files}
 
 
+#: Events kept per call, at most (a catalogue scenario needs a few hundred).
+MAX_TRACE_EVENTS = 100_000
+
+
+def decode_traces(scenario: Scenario, raw: Any) -> list[tuple[str, ...]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != len(scenario.calls):
+        raise MalformedResult("traces: not one list per call")
+    out: list[tuple[str, ...]] = []
+    for k, events in enumerate(raw):
+        if not isinstance(events, list) or len(events) > MAX_TRACE_EVENTS:
+            raise MalformedResult(f"traces[{k}]: not a bounded list")
+        if not all(isinstance(e, str) and len(e) < 512 for e in events):
+            raise MalformedResult(f"traces[{k}]: not short strings")
+        out.append(tuple(events))
+    return out
+
+
 def decode_fstypes(scenario: Scenario, raw: Any) -> dict[str, str]:
     types = _dict(raw, "fstypes")
     if set(types) != {f.name for f in scenario.files} or not all(
