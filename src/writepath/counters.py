@@ -27,9 +27,13 @@ COUNTER_NAMES = (
 _SYSCALLS = frozenset({"ksys_write", "ksys_pwrite64", "do_writev", "do_pwritev", "ksys_lseek"})
 
 
-def count(events: Iterable[Event]) -> dict[str, int]:
-    """Derive every counter from the events, in one pass."""
-    c = dict.fromkeys(COUNTER_NAMES, 0)
+def count(events: Iterable[Event], into: dict[str, int] | None = None) -> dict[str, int]:
+    """Derive every counter from the events, in one pass.
+
+    With ``into``, add to those counters and return them: a log consumed in parts (see
+    ``sched.run_alone``'s ``drain``) gives the same counters as the whole log at once.
+    """
+    c = dict.fromkeys(COUNTER_NAMES, 0) if into is None else into
     for kind, _pid, a, b in events:
         if kind == tp.STAC:
             c["user_access_windows"] += 1

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from dataclasses import dataclass
 
 from writepath.counters import count
+from writepath.kernel import pagecache
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.filemap import DESIGNS
 from writepath.kernel.fs import filesystems
 from writepath.kernel.kernel import Kernel
-from writepath.kernel.mm import MM, VMA, do_user_addr_fault, mmap_region
+from writepath.kernel.mm import MM, VMA, ZERO_PAGE, do_user_addr_fault, mmap_region
 from writepath.kernel.pagecache import Folio, filemap_add_folio
 from writepath.kernel.read_write import (
     SEEK_CUR,
@@ -23,10 +25,11 @@ from writepath.kernel.read_write import (
     ksys_write,
 )
 from writepath.kernel.task import SchedPoint, Task, WaitOn
+from writepath.kernel.tracepoints import Event
 from writepath.kernel.vfs import O_APPEND, O_RDONLY, O_RDWR, O_WRONLY, File, Inode
 from writepath.layout import MODEL_BASE, iov_address, region_bases
-from writepath.results import CallResult, FileState, RunResult
-from writepath.scenario import CallSpec, Scenario, fill
+from writepath.results import CallResult, FileState, PageData, Ranges, RunResult
+from writepath.scenario import CallSpec, Scenario, fill, is_zero_data
 from writepath.sched import Verdict, run_alone
 
 _FLAG_BITS = {
@@ -36,6 +39,9 @@ _FLAG_BITS = {
     "O_RDWR": O_RDWR,
 }
 _WHENCE = {"SEEK_SET": SEEK_SET, "SEEK_CUR": SEEK_CUR, "SEEK_END": SEEK_END}
+
+#: The period of ``scenario.fill``'s pattern specs: byte k depends only on k % 251.
+PATTERN_PERIOD = 251
 
 
 def open_flags(flags: tuple[str, ...]) -> int:
@@ -70,13 +76,40 @@ class ModelMachine:
     fds: dict[tuple[str, tuple[str, ...]], int]
 
 
+@functools.lru_cache(maxsize=1024)
+def _data_page(spec: str, phase: int) -> bytes:
+    """One immutable page of ``spec`` starting at byte ``phase`` of the object.
+
+    A spec's page depends only on its start modulo the pattern period, so a scenario of any size
+    has at most PATTERN_PERIOD distinct pages per spec; they are computed once and shared.
+    """
+    if is_zero_data(spec):
+        return ZERO_PAGE
+    return fill(spec, PAGE_SIZE, phase)
+
+
+def data_page(spec: str, start: int) -> bytes:
+    """The PAGE_SIZE bytes at ``start`` of an object whose content is ``spec`` (shared, immutable:
+    never write through it)."""
+    # Only a pattern depends on where the page starts; any other spec has one page.
+    return _data_page(spec, start % PATTERN_PERIOD if spec.startswith("pattern") else 0)
+
+
 def _populate_file(task: Task, inode: Inode, spec_data: str, size: int, cached: bool) -> None:
+    """Give a file its initial content, as blocks on disk and/or folios in the page cache.
+
+    Disk blocks are immutable ``bytes`` and share the computed pages of the spec; a folio gets
+    its own copy, since writes change it.
+    """
     npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
     mapping = inode.i_mapping
     for index in range(npages):
         start = index << PAGE_SHIFT
         n = min(PAGE_SIZE, size - start)
-        page = fill(spec_data, n, start).ljust(PAGE_SIZE, b"\0")
+        page = data_page(spec_data, start)
+        if n < PAGE_SIZE:
+            # The page past EOF reads zeros: the one page that needs its own bytes.
+            page = page[:n] + bytes(PAGE_SIZE - n)
         if inode.fs.backed:
             inode.disk[index] = page
         if cached or not inode.fs.backed:
@@ -120,10 +153,9 @@ def setup(scenario: Scenario, design: str) -> ModelMachine:
         for k in range(r.pages):
             addr = start + k * PAGE_SIZE
             if r.kind == "anon":
-                mm.pte[addr >> PAGE_SHIFT] = (
-                    bytearray(fill(r.data, PAGE_SIZE, k * PAGE_SIZE)),
-                    0,
-                )
+                # The write path only reads user memory, so touched pages of one content share
+                # one immutable page (ZERO_PAGE for zeros) instead of owning a buffer each.
+                mm.pte[addr >> PAGE_SHIFT] = (data_page(r.data, k * PAGE_SIZE), 0)
             else:
                 run_alone(kernel, task, do_user_addr_fault(task, addr))
     fds: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -152,41 +184,95 @@ def syscall(machine: ModelMachine, call: CallSpec) -> Generator[SchedPoint | Wai
     return ksys_lseek(task, fd, call.pos, _WHENCE[call.whence])
 
 
+def _stale_ranges(inode: Inode) -> Ranges:
+    """The inode's stale ranges, from the kernel model when it tracks them.
+
+    ``pagecache.stale_ranges`` comes with the model of uninitialized memory (CONTRACTS.md);
+    looked up by name so this module works with and without it.
+    """
+    ranges = getattr(pagecache, "stale_ranges", None)
+    if ranges is None:
+        return ()
+    return tuple((int(s), int(e)) for s, e in ranges(inode))
+
+
 def file_state(inode: Inode) -> FileState:
-    """What reading the whole file would return: uptodate page-cache data over the disk."""
+    """What reading the whole file would return: uptodate page-cache data over the disk.
+
+    Pages are shared, not copied: a cached page is a memoryview into its folio, a disk block is
+    the block's own bytes. Only a last page holding bytes past EOF is copied, to zero them.
+    """
     size = inode.i_size
     npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
-    pages: dict[int, bytes] = {}
-    indexes = set(inode.i_mapping.i_pages) | set(inode.disk)
+    pages: dict[int, PageData] = {}
+    i_pages = inode.i_mapping.i_pages
+    views: dict[int, memoryview] = {}  # one view per folio (by its first index), sliced per page
+    indexes = set(i_pages)
+    indexes.update(inode.disk)
     for index in sorted(i for i in indexes if i < npages):
-        folio = inode.i_mapping.i_pages.get(index)
-        page: bytes | None = None
+        folio = i_pages.get(index)
+        end = min(PAGE_SIZE, size - (index << PAGE_SHIFT))  # bytes of this page inside EOF
         if folio is not None:
             k = index - folio.index
             if folio.uptodate or (folio.bh_uptodate is not None and folio.bh_uptodate[k]):
-                page = bytes(folio.data[k << PAGE_SHIFT : (k + 1) << PAGE_SHIFT])
-        if page is None:
-            page = inode.disk.get(index)
-        if page is None:
+                off = k << PAGE_SHIFT
+                if folio.data.count(0, off, off + end) == end:
+                    continue  # a page of zeros is not kept
+                if end < PAGE_SIZE:
+                    pages[index] = bytes(folio.data[off : off + end]) + bytes(PAGE_SIZE - end)
+                    continue
+                view = views.get(folio.index)
+                if view is None:
+                    view = views[folio.index] = memoryview(folio.data)
+                pages[index] = view[off : off + PAGE_SIZE]
+                continue
+        block = inode.disk.get(index)
+        if block is None or block.count(0, 0, end) == end:
             continue
-        end = size - (index << PAGE_SHIFT)
-        if end < PAGE_SIZE:
-            page = page[:end] + bytes(PAGE_SIZE - end)
-        if page.count(0) != PAGE_SIZE:
-            pages[index] = page
-    return FileState(size, pages)
+        pages[index] = block if end == PAGE_SIZE else block[:end] + bytes(PAGE_SIZE - end)
+    return FileState(size, pages, _stale_ranges(inode))
+
+
+def _release(machine: ModelMachine) -> None:
+    """Let go of the page cache, disk blocks and page table of a machine whose run has ended.
+
+    An inode and its address_space point at each other (``mapping.host``), so without this
+    every folio of a finished run stays alive until the cycle collector runs, which after a run
+    of many folios can be when the next run has built its own page cache. The file states keep
+    the pages they share.
+    """
+    for inode in machine.inodes.values():
+        inode.i_mapping.i_pages.clear()
+        inode.disk.clear()
+    machine.task.mm.pte.clear()
 
 
 def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> RunResult:
-    """Run every call of ``scenario`` in the model under ``design``."""
+    """Run every call of ``scenario`` in the model under ``design``.
+
+    With ``keep_events`` the result carries the whole event log (``writepath trace`` renders
+    it). Without, events are folded into the counters as the run goes and the log stays
+    bounded, however long the write: the counters are the same either way.
+    """
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
     machine = setup(scenario, design)
+    events = machine.kernel.events
+    counters = count(())
+
+    def drain(batch: list[Event]) -> None:
+        count(batch, counters)
+
     calls: list[CallResult] = []
     verdict, evidence = Verdict.OK, ""
     for call in scenario.calls:
         machine.task.signals = []
-        outcome = run_alone(machine.kernel, machine.task, syscall(machine, call))
+        outcome = run_alone(
+            machine.kernel,
+            machine.task,
+            syscall(machine, call),
+            drain=None if keep_events else drain,
+        )
         if outcome.verdict is not Verdict.OK:
             calls.append(CallResult(call.op, None, None))
             verdict, evidence = outcome.verdict, outcome.evidence
@@ -194,17 +280,11 @@ def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> R
         ret = outcome.results[machine.task.pid]
         assert isinstance(ret, int)
         calls.append(CallResult.from_kernel_ret(call.op, ret, tuple(machine.task.signals)))
+    drain(events)  # what the last call left in the log (all of it when keeping events)
     files = {name: file_state(inode) for name, inode in machine.inodes.items()}
-    events = machine.kernel.events
-    result = RunResult(
-        scenario.name,
-        design,
-        verdict.value,
-        calls,
-        files,
-        evidence,
-        count(events),
-    )
+    _release(machine)
+    result = RunResult(scenario.name, design, verdict.value, calls, files, evidence, counters)
     if keep_events:
-        result.events = list(events)
+        # The machine ends with this run: its log can be handed over without a copy.
+        result.events = events
     return result

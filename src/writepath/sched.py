@@ -16,6 +16,7 @@ from enum import StrEnum
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.kernel import Kernel
 from writepath.kernel.task import Livelock, SchedPoint, Stuck, Task, WaitOn
+from writepath.kernel.tracepoints import Event
 
 TaskBody = Generator["SchedPoint | WaitOn", None, object]
 
@@ -139,13 +140,27 @@ class Scheduler:
                 return Outcome(verdict, stuck.evidence, outcome.results)
 
 
-def run_alone(kernel: Kernel, task: Task, body: TaskBody) -> Outcome:
+#: How many events ``run_alone`` lets the log hold before it hands them to ``drain``.
+DRAIN_EVERY = 4096
+
+
+def run_alone(
+    kernel: Kernel,
+    task: Task,
+    body: TaskBody,
+    drain: Callable[[list[Event]], None] | None = None,
+) -> Outcome:
     """Run one task with nobody else in the machine: ``Scheduler.run`` without the bookkeeping.
 
     With a single task every scheduling point just continues it, and any lock wait is a
     deadlock: no one else could ever release the lock.
+
+    With ``drain``, the event log is handed to it and emptied whenever it holds DRAIN_EVERY
+    events or more at a scheduling point, so a long run keeps a bounded log (the caller folds
+    the events into counters). The caller drains what is left after the run.
     """
     kernel.others_can_run = _nobody
+    events = kernel.events
     try:
         while True:
             point = next(body)
@@ -155,14 +170,18 @@ def run_alone(kernel: Kernel, task: Task, body: TaskBody) -> Outcome:
                     f"task {task.pid} waits for {point.lock.lock_name()} held by task "
                     f"{holder.pid if holder is not None else '-'}"
                 )
-                kernel.events.append((tp.DEADLOCK, task.pid, evidence, None))
+                events.append((tp.DEADLOCK, task.pid, evidence, None))
                 return Outcome(Verdict.DEADLOCK, evidence)
+            if drain is not None and len(events) >= DRAIN_EVERY:
+                drain(events)
+                # Emptied in place: every task's ``emit`` is this list's bound append.
+                events.clear()
     except StopIteration as stop:
         return Outcome(Verdict.OK, "", {task.pid: stop.value})
     except Stuck as stuck:
         verdict = Verdict.LIVELOCK if isinstance(stuck, Livelock) else Verdict.DEADLOCK
         kind = tp.LIVELOCK if verdict is Verdict.LIVELOCK else tp.DEADLOCK
-        kernel.events.append((kind, task.pid, stuck.evidence, task.stalls))
+        events.append((kind, task.pid, stuck.evidence, task.stalls))
         return Outcome(verdict, stuck.evidence)
 
 
