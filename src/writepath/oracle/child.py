@@ -288,15 +288,6 @@ def run_child(
 
     handler: Callable[[int, Any], None] = on_sigxfsz
     signal.signal(signal.SIGXFSZ, handler)
-    # Only the soft limit: lowering the hard one could not be undone without CAP_SYS_RESOURCE.
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if scenario.rlimit_fsize is not None:
-        limit = scenario.rlimit_fsize
-        if limit >= 1 << 63:  # no file offset reaches it: the same as RLIM_INFINITY
-            limit = resource.RLIM_INFINITY
-        if hard != resource.RLIM_INFINITY and (limit == resource.RLIM_INFINITY or limit > hard):
-            limit = hard
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     # Every argument is built before the holes are made, so no allocation lands in one.
     calls = _prepare_calls(scenario, layout, virtual, closed)
     results: list[dict[str, Any]] = []
@@ -306,6 +297,16 @@ def run_child(
         recorder = tracing.Recorder(tracing.TraceInstance(trace_instance))
     if canary_dir is not None:
         plant_canary(canary_dir, canary_budget(scenario))
+    # The file size limit comes after the canary (which it would stop), and only the soft one:
+    # lowering the hard one could not be undone without CAP_SYS_RESOURCE.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if scenario.rlimit_fsize is not None:
+        limit = scenario.rlimit_fsize
+        if limit >= 1 << 63:  # no file offset reaches it: the same as RLIM_INFINITY
+            limit = resource.RLIM_INFINITY
+        if hard != resource.RLIM_INFINITY and (limit == resource.RLIM_INFINITY or limit > hard):
+            limit = hard
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     punch_holes(layout)
     for k, call in enumerate(calls):
         del signals[:]
