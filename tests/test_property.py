@@ -101,7 +101,7 @@ def page_is_readable(doc: dict[str, Any], region: dict[str, Any], page: int) -> 
         return False
     if region["kind"] == "file":
         size = next(f["size"] for f in doc["file"] if f["name"] == region["file"])
-        return region["offset"] + page * P < size
+        return bool(region["offset"] + page * P < size)
     return True
 
 
