@@ -3,4 +3,4 @@
 ``python -m tools.catalogue_edges``)."""
 
 #: The generator modules; each has ``S`` (its scenarios) and ``GENERATOR`` (its path).
-GENERATORS = ("tools.catalogue_core", "tools.catalogue_matrix")
+GENERATORS = ("tools.catalogue_core", "tools.catalogue_matrix", "tools.catalogue_edges")
