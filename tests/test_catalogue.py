@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import pytest
+from tools import GENERATORS
+from tools.toml_out import is_generated, write_all
 
 from writepath import judge, load_catalogue, run_scenario
 from writepath.cli import CORRECT_DESIGNS, main
 from writepath.kernel.filemap import DESIGNS
+from writepath.scenario import default_catalogue
 
 CATALOGUE = load_catalogue()
 
@@ -47,3 +53,20 @@ def test_catalogue_covers_region_kinds_designs_and_filesystems() -> None:
 def test_check_command_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check"]) == 0
     assert " 0 failed" in capsys.readouterr().out
+
+
+def test_generated_files_match_their_generators(tmp_path: Path) -> None:
+    """Every file marked as generated is exactly what its generator writes today, and every
+    file a generator writes is in the catalogue: scenarios/ cannot drift from tools/."""
+    for module_name in GENERATORS:
+        module = importlib.import_module(module_name)
+        write_all(module.S, tmp_path, module.GENERATOR)
+    fresh = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.toml")}
+    stored = {
+        p.name: text
+        for p in default_catalogue().glob("*.toml")
+        if is_generated(text := p.read_text(encoding="utf-8"))
+    }
+    assert sorted(fresh) == sorted(stored)
+    for name, text in fresh.items():
+        assert stored[name] == text, f"scenarios/{name} differs from its generator's output"

@@ -1,18 +1,19 @@
 """The hand-written part of the catalogue: behaviours from facts.md §4 and the seed.
 
-Run ``python tools/catalogue_core.py`` to rewrite those files under scenarios/. Each entry's
+Run ``python -m tools.catalogue_core`` from the repository root to rewrite those files under
+scenarios/. Each entry's
 expectation cites where it comes from (``source``); none was copied from the model's output.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from toml_out import write_all
+from tools.toml_out import write_all
 
+#: The path written into each generated file's first line.
+GENERATOR = "tools/catalogue_core.py"
 P = 4096
 S: list[dict[str, Any]] = []
 
@@ -468,6 +469,11 @@ add(
     },
 )
 
-if __name__ == "__main__":
-    write_all(S, Path(__file__).resolve().parents[1] / "scenarios")
+
+def main() -> None:
+    write_all(S, Path(__file__).resolve().parents[1] / "scenarios", GENERATOR)
     print(f"wrote {len(S)} scenarios")
+
+
+if __name__ == "__main__":
+    main()

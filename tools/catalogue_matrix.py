@@ -10,14 +10,14 @@ and the real kernel (``writepath diff``) is the judge.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from catalogue_core import anon, f, fmap, hole, none
-from toml_out import write_all
+from tools.catalogue_core import anon, f, fmap, hole, none
+from tools.toml_out import write_all
 
+#: The path written into each generated file's first line.
+GENERATOR = "tools/catalogue_matrix.py"
 P = 4096
 S: list[dict[str, Any]] = []
 LIVE = {"no-fault-in": {"verdict": "livelock"}}
@@ -287,6 +287,11 @@ S.extend(
     ]
 )
 
-if __name__ == "__main__":
-    write_all(S, Path(__file__).resolve().parents[1] / "scenarios")
+
+def main() -> None:
+    write_all(S, Path(__file__).resolve().parents[1] / "scenarios", GENERATOR)
     print(f"wrote {len(S)} scenarios")
+
+
+if __name__ == "__main__":
+    main()
