@@ -9,11 +9,19 @@ import pytest
 
 from writepath import load_catalogue, run_scenario
 
+_GROWS = (
+    "v6.13 returns EFAULT from the prefault before ->write_begin; v6.14 reaches write_end "
+    "with copied = 0, which sets i_size = pos + 0 beyond the old EOF before the late fault-in "
+    "fails (kernel-code.md §1 vs §2; {}). Confirmed on the real 6.18 kernel."
+)
+
 KNOWN_DIFFERENCES = {
-    "efault-beyond-eof-grows-file": (
-        "v6.13 returns EFAULT from the prefault before ->write_begin; v6.14 reaches write_end "
-        "with copied = 0 and shmem_write_end() sets i_size = pos + 0 beyond the old EOF before the "
-        "late fault-in fails (kernel-code.md §1 vs §2, §7). Confirmed on the real 6.18 kernel."
+    "efault-beyond-eof-grows-file": _GROWS.format("shmem_write_end(), §7"),
+    "efault-beyond-eof-grows-file-ext4": _GROWS.format("ext4_da_do_write_end()"),
+    "efault-beyond-eof-grows-file-ramfs": _GROWS.format("simple_write_end(), §6"),
+    "source-ends-at-task-size-max": _GROWS.format(
+        "the source ends exactly at TASK_SIZE_MAX, so access_ok() passes and the copy, not "
+        "the syscall entry, finds it unmapped; shmem_write_end()"
     ),
 }
 
