@@ -15,7 +15,7 @@ from helpers import P, scenario
 from writepath import judge
 from writepath.judge import consistency_violations, grows_on_failed_write
 from writepath.results import CallResult, FileState, RunResult, pages_from_bytes
-from writepath.scenario import fill
+from writepath.scenario import Expect, fill
 
 #: A pwrite at 8 KiB into a 4 KiB file from a PROT_NONE page.
 FAILED_BEYOND_EOF: dict[str, Any] = {
@@ -133,29 +133,15 @@ def test_a_return_beyond_the_readable_source_is_caught() -> None:
 
 
 @dataclass(frozen=True)
-class _Expect:
-    """Stands in for scenario.Expect with the content and stale fields of the contract."""
-
-    verdict: str = "ok"
-    ret: tuple[int | str, ...] | None = None
-    sizes: dict[str, int] | None = None
-    consistent: bool = False
-    content: dict[str, tuple[tuple[int, int, str], ...]] | None = None
-    stale: dict[str, tuple[tuple[int, int], ...]] | None = None
-
-
-@dataclass(frozen=True)
 class _StaleFile(FileState):
     """A FileState with stale ranges, as results.FileState carries them (CONTRACTS.md)."""
 
     stale: tuple[tuple[int, int], ...] = ()
 
 
-def judged(expect: _Expect, result: RunResult) -> list[str]:
+def judged(expect: Expect, result: RunResult) -> list[str]:
     s = scenario(**doc_on("tmpfs", {"call": [{"op": "lseek", "pos": 0}]}))
-    exp = replace(expect, sizes=expect.sizes or {}, content=expect.content or {})
-    s = replace(s, expect=exp)  # type: ignore[arg-type]
-    return judge(s, result)
+    return judge(replace(s, expect=expect), result)
 
 
 def one_file(state: FileState, verdict: str = "ok") -> RunResult:
@@ -166,13 +152,13 @@ def test_content_ranges_are_compared_exactly() -> None:
     data = fill("pattern", P)[:100] + b"\x07" * 50 + fill("pattern", P)[150:]
     got = one_file(FileState(P, pages_from_bytes(data)))
     good = {"target": ((0, 100, "pattern"), (100, 50, "byte:0x07"), (150, P - 150, "pattern:150"))}
-    assert judged(_Expect(content=good), got) == []
+    assert judged(Expect(content=good), got) == []
     bad = {"target": ((0, 101, "pattern"),)}
-    assert judged(_Expect(content=bad), got) == [
+    assert judged(Expect(content=bad), got) == [
         "file target [0, 101): byte 100 is 0x07, pattern gives 0x65"
     ]
     beyond = {"target": ((P - 10, 20, "zero"),)}
-    assert judged(_Expect(content=beyond), got) == [
+    assert judged(Expect(content=beyond), got) == [
         f"file target [{P - 10}, {P + 10}): beyond its size {P}"
     ]
 
@@ -180,10 +166,10 @@ def test_content_ranges_are_compared_exactly() -> None:
 def test_stale_ranges_and_the_stale_data_verdict() -> None:
     state = _StaleFile(2 * P, {}, stale=((100, P),))
     got = one_file(state, "stale-data")
-    assert judged(_Expect(verdict="stale-data", stale={"target": ((100, P),)}), got) == []
-    assert judged(_Expect(verdict="stale-data", stale={"target": ()}), got) == [
+    assert judged(Expect(verdict="stale-data", stale={"target": ((100, P),)}), got) == []
+    assert judged(Expect(verdict="stale-data", stale={"target": ()}), got) == [
         f"file target: stale ranges [(100, {P})], expected []"
     ]
-    assert judged(_Expect(verdict="ok"), got) == ["verdict stale-data, expected ok"]
+    assert judged(Expect(verdict="ok"), got) == ["verdict stale-data, expected ok"]
     # A result type without stale ranges has none.
-    assert judged(_Expect(stale={"target": ()}), one_file(FileState(P))) == []
+    assert judged(Expect(stale={"target": ()}), one_file(FileState(P))) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tools.content import add_self_copy_content
 from tools.toml_out import write_all
 
 #: The path written into each generated file's first line.
@@ -468,6 +469,10 @@ add(
         "design": {"no-fault-in": {"verdict": "livelock"}},
     },
 )
+
+# Every self-mapped write states the bytes it leaves (tools/content.py).
+for scenario_doc in S:
+    add_self_copy_content(scenario_doc)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.catalogue_core import anon, f, fmap, none
+from tools.content import add_self_copy_content
 from tools.toml_out import write_all
 
 #: The path written into each generated file's first line.
@@ -220,6 +221,10 @@ add(
     call=[{"op": "pwrite", "iov": [["map", 0, P - 1]], "pos": 1}],
     expect={"ret": [P - 1], "sizes": {"target": 2 * P}},
 )
+
+# Every self-mapped write states the bytes it leaves (tools/content.py).
+for scenario_doc in S:
+    add_self_copy_content(scenario_doc)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.catalogue_core import anon, f, fmap, hole, none
+from tools.content import add_self_copy_content
 from tools.toml_out import write_all
 
 #: The path written into each generated file's first line.
@@ -286,6 +287,10 @@ S.extend(
         },
     ]
 )
+
+# Every self-mapped write states the bytes it leaves (tools/content.py).
+for scenario_doc in S:
+    add_self_copy_content(scenario_doc)
 
 
 def main() -> None:

@@ -245,11 +245,9 @@ def judge(scenario: Scenario, result: RunResult) -> list[str]:
     for name, size in expect.sizes.items():
         if result.files[name].size != size:
             problems.append(f"file {name} size {result.files[name].size}, expected {size}")
-    content: Mapping[str, tuple[tuple[int, int, str], ...]] = getattr(expect, "content", {})
-    problems.extend(content_violations(result, content))
-    stale: Mapping[str, tuple[tuple[int, int], ...]] | None = getattr(expect, "stale", None)
-    if stale is not None:
-        problems.extend(stale_violations(result, stale))
+    problems.extend(content_violations(result, expect.content))
+    if expect.stale is not None:
+        problems.extend(stale_violations(result, expect.stale))
     if expect.consistent and result.verdict in _FINISHED:
         problems.extend(consistency_violations(scenario, result))
     return problems
