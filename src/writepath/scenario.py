@@ -23,9 +23,17 @@ PROTS = ("r", "rw", "none")
 OPS = ("write", "pwrite", "writev", "pwritev", "lseek")
 OPEN_FLAGS = ("O_APPEND", "O_RDONLY", "O_WRONLY", "O_RDWR")
 WHENCES = ("SEEK_SET", "SEEK_CUR", "SEEK_END")
-VERDICTS = ("ok", "deadlock", "livelock")
+VERDICTS = ("ok", "stale-data", "deadlock", "livelock")
 SPECIAL_REGIONS = ("null", "kernel")
 DESIGN_NAMES = ("v6.13", "v6.14", "no-fault-in", "faulting-copy", "any-byte-check")
+
+#: loff_t's largest value: no file offset lies beyond it.
+LOFF_MAX = (1 << 63) - 1
+#: A stated content range is compared piece by piece, but longer ones say nothing a shorter
+#: range would not, and they would take the judge a long time.
+MAX_EXPECT_CONTENT = 64 << 20
+#: Ranges per file in [expect] content or stale.
+MAX_EXPECT_RANGES = 1024
 
 _DATA_RE = re.compile(r"^(zero|pattern|pattern:\d+|byte:0x[0-9a-fA-F]{1,2})$")
 
@@ -119,6 +127,10 @@ class Expect:
     ret: tuple[int | str, ...] | None = None
     sizes: Mapping[str, int] = field(default_factory=dict)
     consistent: bool = False
+    #: Per file, (offset, length, SPEC): bytes [offset, offset+length) equal fill(SPEC, length).
+    content: Mapping[str, tuple[tuple[int, int, str], ...]] = field(default_factory=dict)
+    #: Per file, exactly the [start, end) ranges that hold uninitialized memory; None: not stated.
+    stale: Mapping[str, tuple[tuple[int, int], ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -322,7 +334,7 @@ def _parse_expect(
     path: str, where: str, table: Any, ncalls: int, files: dict[str, FileSpec]
 ) -> Expect:
     r = _Reader(path, where, table)
-    r.check_keys(("verdict", "ret", "sizes", "consistent"))
+    r.check_keys(("verdict", "ret", "sizes", "consistent", "content", "stale"))
     verdict = r.choice("verdict", VERDICTS, "ok")
     ret = r.get("ret", list, None)
     if ret is not None:
@@ -342,7 +354,79 @@ def _parse_expect(
         if not isinstance(size, int) or isinstance(size, bool):
             raise r.err(f"sizes.{name}", f"must be an integer, not {size!r}")
     consistent = r.get("consistent", bool, False)
-    return Expect(verdict, ret, dict(sizes), consistent)
+    content = _parse_content(r, files)
+    stale = _parse_stale(r, files) if "stale" in r.table else None
+    return Expect(verdict, ret, dict(sizes), consistent, content, stale)
+
+
+def _ranges_table(r: _Reader, key: str, files: Mapping[str, FileSpec]) -> dict[str, list[Any]]:
+    table = r.get(key, dict, {})
+    for name, entries in table.items():
+        if name not in files:
+            raise r.err(f"{key}.{name}", "no such file")
+        if not isinstance(entries, list) or len(entries) > MAX_EXPECT_RANGES:
+            raise r.err(f"{key}.{name}", f"must be a list of at most {MAX_EXPECT_RANGES} ranges")
+    return dict(table)
+
+
+def _int_in(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _parse_content(
+    r: _Reader, files: Mapping[str, FileSpec]
+) -> dict[str, tuple[tuple[int, int, str], ...]]:
+    """``content = { FILE = [[offset, length, "SPEC"], ...] }``, ranges sorted and disjoint."""
+    out: dict[str, tuple[tuple[int, int, str], ...]] = {}
+    for name, entries in _ranges_table(r, "content", files).items():
+        ranges: list[tuple[int, int, str]] = []
+        for k, entry in enumerate(entries):
+            where = f"content.{name}[{k}]"
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 3
+                or not _int_in(entry[0], 0, LOFF_MAX)
+                or not _int_in(entry[1], 1, MAX_EXPECT_CONTENT)
+                or not isinstance(entry[2], str)
+                or not _DATA_RE.match(entry[2])
+            ):
+                raise r.err(
+                    where,
+                    f"must be [offset >= 0, 1 <= length <= {MAX_EXPECT_CONTENT}, data spec], "
+                    f"not {entry!r}",
+                )
+            offset, length, spec = entry
+            if ranges and offset < ranges[-1][0] + ranges[-1][1]:
+                raise r.err(where, "ranges must be sorted and must not overlap")
+            ranges.append((offset, length, spec))
+        out[name] = tuple(ranges)
+    return out
+
+
+def _parse_stale(
+    r: _Reader, files: Mapping[str, FileSpec]
+) -> dict[str, tuple[tuple[int, int], ...]]:
+    """``stale = { FILE = [[start, end], ...] }``: sorted, disjoint, non-empty ranges."""
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for name, entries in _ranges_table(r, "stale", files).items():
+        ranges: list[tuple[int, int]] = []
+        for k, entry in enumerate(entries):
+            where = f"stale.{name}[{k}]"
+            lo = ranges[-1][1] if ranges else 0
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or not _int_in(entry[0], lo, LOFF_MAX)
+                or not _int_in(
+                    entry[1], entry[0] + 1 if _int_in(entry[0], 0, LOFF_MAX) else 1, LOFF_MAX
+                )
+            ):
+                raise r.err(
+                    where, f"must be [start, end) with {lo} <= start < end, sorted, not {entry!r}"
+                )
+            ranges.append((entry[0], entry[1]))
+        out[name] = tuple(ranges)
+    return out
 
 
 def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
