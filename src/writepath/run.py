@@ -185,15 +185,8 @@ def syscall(machine: ModelMachine, call: CallSpec) -> Generator[SchedPoint | Wai
 
 
 def _stale_ranges(inode: Inode) -> Ranges:
-    """The inode's stale ranges, from the kernel model when it tracks them.
-
-    ``pagecache.stale_ranges`` comes with the model of uninitialized memory (CONTRACTS.md);
-    looked up by name so this module works with and without it.
-    """
-    ranges = getattr(pagecache, "stale_ranges", None)
-    if ranges is None:
-        return ()
-    return tuple((int(s), int(e)) for s, e in ranges(inode))
+    """The byte ranges inside i_size that the page cache holds uninitialized."""
+    return tuple(pagecache.stale_ranges(inode))
 
 
 def file_state(inode: Inode) -> FileState:
@@ -214,7 +207,7 @@ def file_state(inode: Inode) -> FileState:
         end = min(PAGE_SIZE, size - (index << PAGE_SHIFT))  # bytes of this page inside EOF
         if folio is not None:
             k = index - folio.index
-            if folio.uptodate or (folio.bh_uptodate is not None and folio.bh_uptodate[k]):
+            if folio.uptodate or pagecache.folio_block_uptodate(folio, k):
                 off = k << PAGE_SHIFT
                 if folio.data.count(0, off, off + end) == end:
                     continue  # a page of zeros is not kept
@@ -283,6 +276,14 @@ def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> R
     drain(events)  # what the last call left in the log (all of it when keeping events)
     files = {name: file_state(inode) for name, inode in machine.inodes.items()}
     _release(machine)
+    if verdict is Verdict.OK and any(f.stale for f in files.values()):
+        # Every call returned, but a reader of the files would see uninitialized memory.
+        verdict = Verdict.STALE_DATA
+        evidence = "; ".join(
+            f"{name}: stale bytes {', '.join(f'[{s}, {e})' for s, e in f.stale)}"
+            for name, f in files.items()
+            if f.stale
+        )
     result = RunResult(scenario.name, design, verdict.value, calls, files, evidence, counters)
     if keep_events:
         # The machine ends with this run: its log can be handed over without a copy.

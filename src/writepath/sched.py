@@ -23,6 +23,9 @@ TaskBody = Generator["SchedPoint | WaitOn", None, object]
 
 class Verdict(StrEnum):
     OK = "ok"
+    #: Every call returned, and a file holds uninitialized memory inside i_size (judged from
+    #: the end state by run.run_scenario, not by the scheduler).
+    STALE_DATA = "stale-data"
     DEADLOCK = "deadlock"
     LIVELOCK = "livelock"
 

@@ -193,12 +193,14 @@ def _decode(scenario: Scenario, raw: bytes) -> RunResult:
         return _result(scenario, "error", f"malformed answer from the child: {e}")
     if traces is not None:
         calls = [dataclasses.replace(c, trace=t) for c, t in zip(calls, traces, strict=True)]
+    stale = [f"{name}: stale bytes {list(f.stale)}" for name, f in files.items() if f.stale]
     return RunResult(
         scenario.name,
         "kernel",
-        "ok",
+        "stale-data" if stale else "ok",
         calls,
         files,
+        "; ".join(stale),
         extra={"kernel": platform.release(), "fs": fstypes},
     )
 

@@ -188,25 +188,36 @@ def encode_file(state: FileState, budget: list[int]) -> dict[str, Any]:
 
 
 def plant_canary(directory: str, nbytes: int) -> None:
-    """Fill ``nbytes`` of page cache with the canary and free it again, just before the calls.
+    """Fill ``nbytes`` of page cache in ``directory`` with the canary and free it again, just
+    before the calls.
 
-    The pages of a deleted tmpfs file go back to the page allocator's per-CPU lists, which hand
-    out the most recently freed page first; with the child pinned to one CPU, a folio the
-    write path allocates next is one of them. Anonymous memory does not serve: freeing it also
-    frees zeroed page-table pages last, and those come back first.
+    Freed folios go back to the page allocator's free lists by order, and a new folio of an
+    order is taken from the most recently freed of that order; with the child pinned to one CPU
+    a folio the write path allocates next is then one of these. So the canary is written as
+    folios of every order a small write asks for (4 KiB to 128 KiB: one pwrite of 2**k pages at
+    an aligned offset makes a folio of order k on filesystems with large folios), on the
+    filesystem under test, and the file is deleted. Anonymous memory does not serve: freeing it
+    also frees zeroed page-table pages last, and those come back first.
     """
     path = os.path.join(directory, f"canary.{os.getpid()}")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         os.unlink(path)
-        chunk = CANARY * (_CANARY_CHUNK // len(CANARY))
-        for off in range(0, nbytes, _CANARY_CHUNK):
-            os.pwrite(fd, chunk, off)
+        per_order = max(CANARY_MAX_FOLIO, nbytes // len(CANARY_ORDERS))
+        chunk = CANARY * (CANARY_MAX_FOLIO // len(CANARY))
+        off = 0
+        for order in CANARY_ORDERS:
+            size = PAGE_SIZE << order
+            for _ in range(per_order // size):
+                os.pwrite(fd, chunk[:size], off)
+                off += size
     finally:
-        os.close(fd)  # the last reference: the pages are freed here
+        os.close(fd)  # the last reference: the folios are freed here
 
 
-_CANARY_CHUNK = 1 << 20
+#: Folio orders the canary is planted in, and the largest of them in bytes.
+CANARY_ORDERS = (0, 1, 2, 3, 4, 5)
+CANARY_MAX_FOLIO = PAGE_SIZE << max(CANARY_ORDERS)
 
 
 def canary_ranges(state: FileState) -> list[tuple[int, int]]:
@@ -296,7 +307,10 @@ def run_child(
         namer = _namer(scenario, layout, prep.paths)
         recorder = tracing.Recorder(tracing.TraceInstance(trace_instance))
     if canary_dir is not None:
-        plant_canary(canary_dir, canary_budget(scenario))
+        # tmpfs first, the scenario's own filesystems last: their folios are reused first.
+        budget = canary_budget(scenario)
+        for d in dict.fromkeys([canary_dir, *(os.path.dirname(p) for p in prep.paths.values())]):
+            plant_canary(d, budget)
     # The file size limit comes after the canary (which it would stop), and only the soft one:
     # lowering the hard one could not be undone without CAP_SYS_RESOURCE.
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
