@@ -308,9 +308,9 @@ def run_child(
         recorder = tracing.Recorder(tracing.TraceInstance(trace_instance))
     if canary_dir is not None:
         # tmpfs first, the scenario's own filesystems last: their folios are reused first.
-        budget = canary_budget(scenario)
+        canary_bytes = canary_budget(scenario)
         for d in dict.fromkeys([canary_dir, *(os.path.dirname(p) for p in prep.paths.values())]):
-            plant_canary(d, budget)
+            plant_canary(d, canary_bytes)
     # The file size limit comes after the canary (which it would stop), and only the soft one:
     # lowering the hard one could not be undone without CAP_SYS_RESOURCE.
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
