@@ -10,9 +10,11 @@
 #
 # Each "want" line is: want OPTION VALUE "why". writepath's tests read these lines too.
 set -eu
-src=$1
-obj=$2
-mkdir -p "$obj"
+# Absolute paths: make -C resolves a relative O= against the source tree, not here.
+src=$(cd "$1" && pwd)
+mkdir -p "$2"
+obj=$(cd "$2" && pwd)
+rm -f "$obj/.config"
 make -s -C "$src" O="$obj" ARCH=x86_64 tinyconfig >/dev/null
 
 wanted=""
@@ -32,6 +34,7 @@ want CC_OPTIMIZE_FOR_SIZE n "the other side of the -O2 choice"
 want KERNEL_GZIP y "the decompressor runs under TCG at every boot: gzip unpacks far faster than xz"
 want KERNEL_XZ n "the other side of the compression choice (tinyconfig picks xz)"
 want HZ_100 y "fewer timer ticks fall inside the measured rounds (the lab keeps tick-free ones)"
+want HZ_250 n "the other side of the tick-rate choice (tinyconfig keeps 250)"
 want PRINTK y "boot messages and panics reach the log"
 want TTY y "a console for init and the benchmark's result lines"
 want SERIAL_8250 y "QEMU's emulated UART (ttyS0)"

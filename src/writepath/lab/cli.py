@@ -217,7 +217,11 @@ def _run(args: argparse.Namespace, runner: Runner, backends: LabBackends) -> int
     except ValueError as e:
         print(f"writepath lab: {e}", file=sys.stderr)
         return EXIT_ERROR
-    repeats = args.repeats or (FULL_REPEATS if args.full else DEFAULT_REPEATS)
+    repeats = (
+        args.repeats
+        if args.repeats is not None
+        else (FULL_REPEATS if args.full else DEFAULT_REPEATS)
+    )
     if repeats < 1 or args.ops < 1 or args.rounds < 1 or args.warmup < 0 or args.jobs < 1:
         print(
             "writepath lab: --repeats, --ops, --rounds and --jobs must be positive",

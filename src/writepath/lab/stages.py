@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,15 +83,24 @@ class UnpackResult:
     tree: Path
 
 
+#: Written into the tree once tar has finished: a tree without it is a partial unpack.
+UNPACKED_STAMP = ".writepath-unpacked"
+
+
 def unpack(runner: Runner, wd: Workdir, tarball: Path = SOURCE_TARBALL) -> UnpackResult:
     t0 = time.monotonic()
-    if (wd.tree / "Makefile").exists():
+    stamp = wd.tree / UNPACKED_STAMP
+    if stamp.exists():
         runner.say(f"unpack: {wd.tree} is there")
         return UnpackResult(StageResult("unpack", Status.SUCCESS, 0.0), wd.tree)
     if not tarball.exists() and not runner.dry_run:
         return UnpackResult(
             StageResult("unpack", Status.SKIPPED, 0.0, detail=f"{tarball} missing"), wd.tree
         )
+    if wd.tree.exists():
+        runner.say(f"unpack: removing the partial tree {wd.tree}")
+        if not runner.dry_run:
+            shutil.rmtree(wd.tree)
     if not runner.dry_run:
         wd.tree.parent.mkdir(parents=True, exist_ok=True)
     res = runner.run(
@@ -99,6 +109,8 @@ def unpack(runner: Runner, wd: Workdir, tarball: Path = SOURCE_TARBALL) -> Unpac
         log=wd.logs / "unpack.log",
         timeout=UNPACK_TIMEOUT,
     )
+    if res.status is Status.SUCCESS:
+        stamp.write_text(f"{tarball}\n")
     return UnpackResult(_since(res, t0), wd.tree)
 
 
