@@ -205,7 +205,12 @@ def test_workload_cycles_and_names() -> None:
     assert fsbuffer.name == "fsbuffer-w.ramfs"
     assert Workload("pwrite1", "tmpfs", 1).name == "pwrite1-1B.tmpfs"
     assert Workload("pwrite1", "tmpfs", 4096).round_ops(500) == 500
-    assert {w.name for w in select(["pwrite1"])} == {"pwrite1.tmpfs", "pwrite1.ramfs"}
+    assert {w.name for w in select(["pwrite1"])} == {
+        "pwrite1.tmpfs",
+        "pwrite1.ramfs",
+        "pwrite1-1B.tmpfs",
+    }
+    assert [w.name for w in select(["pwrite1.ramfs"])] == ["pwrite1.ramfs"]
     with pytest.raises(ValueError, match="unknown workload nosuch"):
         select(["nosuch"])
 
@@ -482,3 +487,113 @@ def test_cli_parse_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["done"] is True and out["problems"] == []
     first = _sample_values(SAMPLE.read_text())[0]
     assert out["samples"][0]["kernel_insns"] == first[2]
+
+
+class _FakeLab(Runner):
+    """Plays every command's part: config writes a .config, make a bzImage, QEMU a boot log.
+
+    The boot logs are the recorded sample with the plugin's counts scaled: patched boots count
+    ``patched_per_mille`` of what base boots count, so the report's change is known in advance.
+    """
+
+    def __init__(self, patched_per_mille: int) -> None:
+        super().__init__(out=sys.stderr)
+        self.patched_per_mille = patched_per_mille
+        self.commands: list[list[str]] = []
+        self.applied = False
+
+    def run(self, stage, argv, *, log, timeout, cwd=None, env=None):  # type: ignore[no-untyped-def]
+        from writepath.lab.runner import StageResult
+
+        self.commands.append(list(argv))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if stage.endswith("-probe"):
+            return StageResult(stage, Status.SUCCESS if self.applied else Status.FAILURE, 0.0, log)
+        if stage in ("patch", "unpatch"):
+            self.applied = stage == "patch"
+        elif stage == "config":
+            obj = Path(argv[3])
+            obj.mkdir(parents=True, exist_ok=True)
+            (obj / ".config").write_text("CONFIG_64BIT=y\n")
+        elif stage.startswith("build-"):
+            boot_dir = Path(argv[3].removeprefix("O=")) / "arch" / "x86" / "boot"
+            boot_dir.mkdir(parents=True, exist_ok=True)
+            (boot_dir / "bzImage").write_bytes(stage.encode())
+        elif stage in ("bench", "plugin"):
+            Path(argv[argv.index("-o") + 1]).write_bytes(b"\x7fELF")
+        elif stage.startswith("boot-"):
+            scale = 1000 if "-base-" in stage else self.patched_per_mille
+            text = re.sub(
+                r"kernel_insns=(\d+)",
+                lambda m: f"kernel_insns={int(m[1]) * scale // 1000}",
+                SAMPLE.read_text(),
+            )
+            log.write_text(text)
+        return StageResult(stage, Status.SUCCESS, 0.0, log)
+
+
+def test_full_run_offline_with_fake_backends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wd = tmp_path / "wd"
+    tree = wd / "src" / "linux-source-6.12"
+    tree.mkdir(parents=True)
+    (tree / ".writepath-unpacked").touch()
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF")
+    fake = _FakeLab(patched_per_mille=950)
+    backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox)
+    rc = cli.main(_args("--json", "--workdir", str(wd), "--repeats", "2"), backends)
+    assert rc == cli.EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+    assert out["kernel"] == "6.12.117" and out["accel"] == "tcg"
+    names = {r["workload"] for r in out["rows"]}
+    assert names == {s.workload.name for s in parse_log(SAMPLE.read_text()).samples}
+    for row in out["rows"]:
+        assert row["change_pct"] == pytest.approx(-5.0, abs=0.01)
+        assert row["predicted_change_pct"] is None
+    # Two boots per kernel, interleaved ABBA; the patch went in before the patched build.
+    boots = [c for c in fake.commands if c[0] == "qemu-system-x86_64"]
+    kernels = [c[c.index("-kernel") + 1].split("/")[-2].split("-")[0] for c in boots]
+    assert kernels == ["base", "patched", "patched", "base"]
+    # A second run reuses both images: no make at all.
+    fake.commands.clear()
+    assert cli.main(_args("--json", "--workdir", str(wd), "--repeats", "1"), backends) == 0
+    assert not any(c[0] == "make" for c in fake.commands)
+
+
+def test_failed_boot_names_the_step_and_keeps_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Panicking(_FakeLab):
+        def run(self, stage, argv, *, log, timeout, cwd=None, env=None):  # type: ignore[no-untyped-def]
+            res = super().run(stage, argv, log=log, timeout=timeout, cwd=cwd, env=env)
+            if stage.startswith("boot-"):
+                log.write_text("Kernel panic - not syncing: VFS\n")
+            return res
+
+    wd = tmp_path / "wd"
+    tree = wd / "src" / "linux-source-6.12"
+    tree.mkdir(parents=True)
+    (tree / ".writepath-unpacked").touch()
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF")
+    fake = Panicking(patched_per_mille=1000)
+    backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox)
+    assert cli.main(_args("--workdir", str(wd)), backends) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "FAILED: boot-base-0 failure" in err and "Kernel panic" in err
+    assert (wd / "logs").exists() and list((wd / "logs").glob("run-*/boot-0-base.log"))
+
+
+def test_cli_install_dry_run_prints_apt_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = [Package("ccache", "x"), Package("busybox-static", "y")]
+    backends = cli.LabBackends(runner=Runner(dry_run=True, out=sys.stdout), missing=lambda: gone)
+    rc = cli.main(_args("--install", "--dry-run", "--workdir", str(tmp_path)), backends)
+    out = capsys.readouterr().out
+    assert rc == cli.EXIT_OK
+    assert "$ apt-get update -q" in out
+    assert "apt-get install -y --no-install-recommends ccache busybox-static" in out

@@ -24,6 +24,8 @@ from writepath.lab.qemu import QemuParams, detect_accel
 from writepath.lab.report import compute, render
 from writepath.lab.runner import Runner, StageResult, Status
 from writepath.lab.stages import (
+    BUSYBOX,
+    SOURCE_TARBALL,
     BootRequest,
     Variant,
     Workdir,
@@ -56,10 +58,12 @@ DEFAULT_ROUNDS = 5
 
 @dataclass
 class LabBackends:
-    """What tests replace: the command runner and the package check."""
+    """What tests replace: the command runner, the package check, the host files the lab reads."""
 
     runner: Runner | None = None
     missing: Any = field(default=packages.missing)
+    tarball: Path = SOURCE_TARBALL
+    busybox: Path = BUSYBOX
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -106,12 +110,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace, lab: LabBackends | None = None) -> int:
     """Run what ``args`` asks; stage failures and exceptions become exit codes here, once."""
     backends = lab or LabBackends()
-    runner = backends.runner or Runner(dry_run=args.dry_run)
+    # Under --json, stdout carries the JSON alone; progress goes to stderr.
+    runner = backends.runner or Runner(
+        dry_run=args.dry_run, out=sys.stderr if args.json else sys.stdout
+    )
     try:
         if args.check:
             return _check(backends)
         if args.install:
-            return _install(runner, backends)
+            return _install(runner, backends, args.workdir or DEFAULT_WORKDIR)
         if args.parse:
             return _parse(args.parse, args.json)
         return _run(args, runner, backends)
@@ -136,18 +143,22 @@ def _check(backends: LabBackends) -> int:
     return EXIT_OK
 
 
-def _install(runner: Runner, backends: LabBackends) -> int:
+def _install(runner: Runner, backends: LabBackends, workdir: Path) -> int:
+    """apt-get update, then install what is missing (root needed, as for any apt-get)."""
     absent: list[packages.Package] = backends.missing()
     if not absent:
         runner.say("install: nothing missing")
         return EXIT_OK
-    logs = (DEFAULT_WORKDIR / "logs") if not runner.dry_run else Path("/dev/null").parent
+    logs = workdir / "logs"
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    # A fresh machine's package lists may be empty or old: apt-get install alone can fail.
+    update = runner.run(
+        "apt-update", ["apt-get", "update", "-q"], log=logs / "apt-update.log", timeout=900
+    )
+    if not update.ok:
+        return _stage_exit(runner, update)
     res = runner.run(
-        "install",
-        packages.install_argv(absent),
-        log=logs / "install.log",
-        timeout=1800,
-        env={"DEBIAN_FRONTEND": "noninteractive"},
+        "install", packages.install_argv(absent), log=logs / "install.log", timeout=1800, env=env
     )
     return _stage_exit(runner, res)
 
@@ -239,7 +250,7 @@ def _run(args: argparse.Namespace, runner: Runner, backends: LabBackends) -> int
     runner.say(f"accel: {accel.accel} (kvm: {accel.kvm}; {accel.note})")
     runner.say(f"work directory: {wd.root}")
 
-    unpacked = unpack(runner, wd)
+    unpacked = unpack(runner, wd, backends.tarball)
     if not unpacked.stage.ok:
         return _stage_exit(runner, unpacked.stage)
     patch = data.data_file(data.PATCH)
@@ -254,7 +265,7 @@ def _run(args: argparse.Namespace, runner: Runner, backends: LabBackends) -> int
         )
         images[variant.name] = built.image
     plan = GuestPlan(workloads, args.ops, args.warmup, args.rounds)
-    guest = build_guest(runner, wd, plan)
+    guest = build_guest(runner, wd, plan, backends.busybox)
     if not guest.stage.ok:
         return _stage_exit(runner, guest.stage)
 
@@ -274,7 +285,7 @@ def _run(args: argparse.Namespace, runner: Runner, backends: LabBackends) -> int
             records[name].append(res.record)
             if not runner.dry_run:
                 runner.say(
-                    f"{res.stage.stage}: {len(res.record.samples)} workloads in "
+                    f"{res.stage.stage}: {len(res.record.samples)} rounds in "
                     f"{res.stage.elapsed:.1f} s"
                 )
     if runner.dry_run:

@@ -11,8 +11,12 @@ from writepath.lab.parse import BootRecord
 #: Stated with every report: the cost model that would give predicted_change_pct does not exist
 #: yet, so the field is null rather than a made-up number.
 NO_PREDICTION = "predicted_change_pct is null: the project has no cost model yet"
-#: Under TCG the guest's clock measures the emulator, not the kernel.
-TCG_WALL_CLOCK = "wall-clock ns/op under TCG measures the emulator: noise, not a gain"
+#: Under TCG the guest's clock measures the emulator, not the kernel; under -icount it is a
+#: virtual clock that advances one ns per instruction, so it restates the instruction count.
+TCG_WALL_CLOCK = (
+    "wall-clock ns/op under TCG is the emulator's clock (under -icount one ns per guest "
+    "instruction): it restates path length and is noise as a speed, not a gain"
+)
 
 
 @dataclass(frozen=True)
