@@ -111,6 +111,7 @@ def test_config_script_generates_a_config_with_every_option(
 
 
 @needs_source
+@pytest.mark.skipif(shutil.which("patch") is None, reason="no patch(1)")
 def test_patch_applies_cleanly_to_6_12(partial_tree: Path, tmp_path: Path) -> None:
     tree = tmp_path / "t"
     (tree / "mm").mkdir(parents=True)
@@ -295,13 +296,13 @@ def test_sample_log_parses() -> None:
             "1 result lines but 0 plugin stop lines",
         ),
         (
-            "wp-lab-plugin: stop 1 kernel_insns=5 user_insns=1\nwp-lab: done\n",
+            "wp-lab-plugin: stop 1 kernel_insns=5 user_insns=1 kernel_passes=5 user_passes=1\nwp-lab: done\n",
             "plugin stop line 0 is numbered 1",
         ),
         ("Kernel panic - not syncing: Attempted to kill init!\n", "Kernel panic"),
         ("wp-lab: error workload=pwrite1 what=open errno=2\nwp-lab: done\n", "what=open"),
         (
-            "wp-lab-plugin: stop 0 kernel_insns=5 user_insns=1\n"
+            "wp-lab-plugin: stop 0 kernel_insns=5 user_insns=1 kernel_passes=5 user_passes=1\n"
             "wp-lab: result workload=pwrite1 file=/elsewhere/x size=1 ops=5 round=0 wall_ns=1\n"
             "wp-lab: done\n",
             "unreadable result line",
@@ -325,7 +326,9 @@ def _record(per_op: dict[str, list[float]], ops: int = 1000) -> BootRecord:
         loop, fs = name.split(".")
         for k, v in enumerate(rounds):
             w = Workload(loop, fs, 256 if loop == "fsbuffer-w" else 4096)
-            rec.samples.append(Sample(w, k, ops, round(v * ops), 0, 2 * ops))
+            rec.samples.append(
+                Sample(w, k, ops, round(v * ops), 0, round(v * ops) + 4096 * ops, 0, 2 * ops)
+            )
     return rec
 
 
@@ -342,6 +345,9 @@ def test_report_takes_each_boots_cleanest_round_and_compares() -> None:
     assert row.patched_insns_per_op == pytest.approx(951.0)
     assert row.change_pct == pytest.approx(-50.0 / 1001.0 * 100)
     assert row.spread_insns_per_op == pytest.approx(2.0)
+    # Passes are taken from the same (fewest-instruction) round: each op adds a 4 KiB copy.
+    assert row.base_passes_per_op == pytest.approx(1001.0 + 4096)
+    assert row.passes_change_pct == pytest.approx(-50.0 / (1001.0 + 4096) * 100)
     assert row.predicted_change_pct is None
     assert NO_PREDICTION in report.notes
     out = json.loads(json.dumps(report.to_json()))

@@ -185,8 +185,9 @@ def _parse(logs: list[str], as_json: bool) -> int:
         )
         for s in record.samples:
             print(
-                f"{s.workload.name:24} {s.kernel_insns_per_op:10.1f} kernel insns/op  "
-                f"{s.user_insns / s.ops:8.1f} user insns/op  ops={s.ops}"
+                f"{s.workload.name:18} round {s.round}  {s.kernel_insns_per_op:8.1f} kernel "
+                f"insns/op  {s.kernel_passes_per_op:8.1f} kernel passes/op  "
+                f"{s.user_insns / s.ops:6.1f} user insns/op  ops={s.ops}"
             )
         for problem in record.problems:
             print(f"problem: {problem}")
@@ -208,6 +209,8 @@ def _record_json(name: str, record: BootRecord) -> dict[str, Any]:
                 "kernel_insns": s.kernel_insns,
                 "user_insns": s.user_insns,
                 "kernel_insns_per_op": s.kernel_insns_per_op,
+                "kernel_passes": s.kernel_passes,
+                "user_passes": s.user_passes,
                 "wall_ns": s.wall_ns,
             }
             for s in record.samples

@@ -20,6 +20,7 @@ _RESULT = re.compile(
 )
 _STOP = re.compile(
     r"wp-lab-plugin: stop (?P<n>\d+) kernel_insns=(?P<kernel>\d+) user_insns=(?P<user>\d+)"
+    r" kernel_passes=(?P<kernel_passes>\d+) user_passes=(?P<user_passes>\d+)"
 )
 _ERROR = re.compile(r"wp-lab: error .*")
 _BOOT = re.compile(re.escape(BOOT_LINE) + r" release=(?P<release>\S+)")
@@ -33,13 +34,21 @@ class Sample:
     workload: Workload
     round: int
     ops: int
+    #: Guest instructions between the markers, a rep-prefixed string instruction counted once.
     kernel_insns: int
     user_insns: int
+    #: The same with each pass of a rep-prefixed instruction counted, as TCG executes them.
+    kernel_passes: int
+    user_passes: int
     wall_ns: int
 
     @property
     def kernel_insns_per_op(self) -> float:
         return self.kernel_insns / self.ops
+
+    @property
+    def kernel_passes_per_op(self) -> float:
+        return self.kernel_passes / self.ops
 
     @property
     def wall_ns_per_op(self) -> float:
@@ -103,6 +112,8 @@ def parse_log(text: str) -> BootRecord:
                 ops=ops,
                 kernel_insns=int(stop["kernel"]),
                 user_insns=int(stop["user"]),
+                kernel_passes=int(stop["kernel_passes"]),
+                user_passes=int(stop["user_passes"]),
                 wall_ns=int(res["wall"]),
             )
         )
