@@ -8,9 +8,9 @@
  * (a virtual address in the upper canonical half) and one for user mode. Inline increments cost
  * no helper call and count instructions as executed, even when a block is left early.
  *
- * A rep-prefixed string instruction (rep movsb is how the kernel copies from user space on
- * CPUs with FSRM, which TCG's "max" CPU has) runs under TCG as one pass per element, each pass
- * counted like an instruction: a 4 KiB copy would weigh 4096. Hardware counts it once (one
+ * A rep-prefixed string instruction (the kernel copies 64 bytes or more from user space with
+ * rep movsb on CPUs with ERMS, which TCG's "max" CPU has) runs under TCG as one pass per
+ * element, each pass counted like an instruction: a 4 KiB copy would weigh about 4096. Hardware counts it once (one
  * instruction retired), so the plugin counts both ways. Such instructions get a callback
  * instead of an inline increment; a pass is the continuation of the previous one when it is at
  * the same address and no other instruction ran in between (TCG re-enters the instruction for
