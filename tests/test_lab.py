@@ -1,0 +1,605 @@
+"""The lab's fast parts: config script, patch, benchmark, plugin, initramfs, parsing, report, CLI.
+
+A full A/B (two kernel builds, QEMU boots) is ``writepath lab --full`` and is not run here. Tests
+that need a Debian package or a static C library skip, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from writepath.lab import cli, data
+from writepath.lab.initramfs import DONE_LINE, GuestPlan, build_initramfs, init_script
+from writepath.lab.packages import PACKAGES, Package
+from writepath.lab.parse import BootRecord, Sample, parse_log
+from writepath.lab.qemu import QemuParams, detect_accel, qemu_argv
+from writepath.lab.report import NO_PREDICTION, compute, render
+from writepath.lab.runner import Runner, Status
+from writepath.lab.stages import SOURCE_TARBALL, image_key
+from writepath.lab.workloads import DEFAULT_WORKLOADS, Workload, select
+
+LAB = data.data_dir()
+KCONFIG = LAB / data.KCONFIG_SCRIPT
+PATCH = LAB / data.PATCH
+SAMPLE = LAB / data.SAMPLE_LOG
+
+needs_source = pytest.mark.skipif(
+    not SOURCE_TARBALL.exists(), reason="linux-source-6.12 is not installed"
+)
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+
+
+# ---- the kernel config script ------------------------------------------------------------
+
+WANT = re.compile(r'^want (?P<opt>[A-Z0-9_]+) (?P<val>\S+) "(?P<why>[^"]*)"$', re.MULTILINE)
+
+
+def _wants() -> dict[str, tuple[str, str]]:
+    return {m["opt"]: (m["val"], m["why"]) for m in WANT.finditer(KCONFIG.read_text())}
+
+
+def test_every_config_option_says_why() -> None:
+    wants = _wants()
+    assert len(wants) >= 15
+    for opt, (_, why) in wants.items():
+        assert len(why) > 10, f"{opt} has no reason"
+
+
+@pytest.mark.parametrize(
+    "opt,val",
+    [
+        ("64BIT", "y"),
+        ("SMP", "n"),
+        ("SHMEM", "y"),
+        ("TMPFS", "y"),
+        ("PRINTK", "y"),
+        ("SERIAL_8250_CONSOLE", "y"),
+        ("BLK_DEV_INITRD", "y"),
+        ("BINFMT_ELF", "y"),
+    ],
+)
+def test_config_script_turns_on_what_the_lab_needs(opt: str, val: str) -> None:
+    assert _wants()[opt][0] == val
+
+
+@pytest.fixture(scope="module")
+def partial_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Just enough of linux-source-6.12 for Kconfig and mm/filemap.c (about 10 s to extract)."""
+    if not SOURCE_TARBALL.exists():
+        pytest.skip("linux-source-6.12 is not installed")
+    root = tmp_path_factory.mktemp("linux")
+    wanted = ["*Kconfig*", "*/scripts/*", "*/Makefile", "*/configs/*", "*/arch/x86/Makefile*"]
+    wanted += ["*/mm/filemap.c", "*/include/*", "*/tools/*"]
+    subprocess.run(
+        ["tar", "-xJf", str(SOURCE_TARBALL), "-C", str(root), "--wildcards", *wanted],
+        check=True,
+    )
+    return root / "linux-source-6.12"
+
+
+@needs_source
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("make", "gcc", "flex", "bison")),
+    reason="make, gcc, flex or bison missing",
+)
+def test_config_script_generates_a_config_with_every_option(
+    partial_tree: Path, tmp_path: Path
+) -> None:
+    obj = tmp_path / "obj"
+    proc = subprocess.run(
+        ["sh", str(KCONFIG), str(partial_tree), str(obj)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = (obj / ".config").read_text()
+    for opt, (val, _) in _wants().items():
+        if val == "n":
+            assert f"CONFIG_{opt}=" not in config, opt
+        else:
+            assert f"CONFIG_{opt}={val}\n" in config, opt
+    # The script's own options came on top of tinyconfig, not instead of it.
+    assert "CONFIG_EXPERT=y" in config
+    assert "CONFIG_MODULES=y" not in config
+
+
+@needs_source
+@pytest.mark.skipif(shutil.which("patch") is None, reason="no patch(1)")
+def test_patch_applies_cleanly_to_6_12(partial_tree: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "t"
+    (tree / "mm").mkdir(parents=True)
+    shutil.copy(partial_tree / "mm" / "filemap.c", tree / "mm" / "filemap.c")
+    before = (tree / "mm" / "filemap.c").read_text()
+    proc = subprocess.run(
+        ["patch", "-p1", "-F0", "-i", str(PATCH)], cwd=tree, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "fuzz" not in proc.stdout and "offset" not in proc.stdout
+    after = (tree / "mm" / "filemap.c").read_text()
+
+    def body(src: str) -> str:
+        start = src.index("ssize_t generic_perform_write(")
+        return src[start : src.index("EXPORT_SYMBOL(generic_perform_write)", start)]
+
+    # Before: one fault-in, ahead of write_begin. After: one, after write_end, in the
+    # zero-progress branch.
+    old, new = body(before), body(after)
+    assert old.count("fault_in_iov_iter_readable") == 1
+    assert old.index("fault_in_iov_iter_readable") < old.index("->write_begin")
+    assert new.count("fault_in_iov_iter_readable") == 1
+    assert new.index("fault_in_iov_iter_readable") > new.index("->write_end")
+    assert new.index("fault_in_iov_iter_readable") > new.index("status == 0")
+    # Nothing outside generic_perform_write changed.
+    assert before.replace(old, "") == after.replace(new, "")
+
+
+# ---- the benchmark and the plugin --------------------------------------------------------
+
+
+def _static_libc() -> bool:
+    if shutil.which("gcc") is None:
+        return False
+    out = subprocess.run(["gcc", "-print-file-name=libc.a"], capture_output=True, text=True)
+    return Path(out.stdout.strip()).is_file()
+
+
+@pytest.mark.skipif(not _static_libc(), reason="no gcc or no static C library (libc6-dev)")
+def test_benchmark_builds_static_and_runs_on_the_host(tmp_path: Path) -> None:
+    exe = tmp_path / "bench"
+    subprocess.run(
+        ["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", str(exe), str(LAB / "bench.c")],
+        check=True,
+    )
+    # The markers are NOPs on a real CPU, so the benchmark runs here as it does in the guest.
+    target = tmp_path / "writepath-bench-file"
+    proc = subprocess.run(
+        [str(exe), "write1", str(target), "4096", "300", "10", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    for k, line in enumerate(lines):
+        assert f"workload=write1 file={target} size=4096 ops=300 round={k} wall_ns=" in line
+    assert not target.exists()  # the benchmark removes its file
+    bad = subprocess.run([str(exe), "nosuch", str(target), "1", "1", "0", "1"], check=False)
+    assert bad.returncode == 2
+
+
+@needs_gcc
+def test_plugin_compiles(tmp_path: Path) -> None:
+    so = tmp_path / "wp_insns.so"
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-Wall",
+            "-Werror",
+            "-o",
+            str(so),
+            str(LAB / data.PLUGIN_SOURCE),
+        ],
+        check=True,
+    )
+    symbols = subprocess.run(["nm", "-D", str(so)], capture_output=True, text=True).stdout
+    assert "qemu_plugin_install" in symbols and "qemu_plugin_version" in symbols
+
+
+# ---- workloads and the initramfs ---------------------------------------------------------
+
+
+def test_workload_cycles_and_names() -> None:
+    write1 = Workload("write1", "tmpfs", 4096)
+    assert write1.cycle == 256  # 1 MiB / 4 KiB
+    assert write1.round_ops(500) == 512 and write1.warmup_ops(200) == 256
+    fsbuffer = Workload("fsbuffer-w", "ramfs", 256)
+    assert fsbuffer.cycle == 2000  # 500 KiB / 256 B
+    assert fsbuffer.name == "fsbuffer-w.ramfs"
+    assert Workload("pwrite1", "tmpfs", 1).name == "pwrite1-1B.tmpfs"
+    assert Workload("pwrite1", "tmpfs", 4096).round_ops(500) == 500
+    assert {w.name for w in select(["pwrite1"])} == {
+        "pwrite1.tmpfs",
+        "pwrite1.ramfs",
+        "pwrite1-1B.tmpfs",
+    }
+    assert [w.name for w in select(["pwrite1.ramfs"])] == ["pwrite1.ramfs"]
+    with pytest.raises(ValueError, match="unknown workload nosuch"):
+        select(["nosuch"])
+
+
+def _cpio_entries(blob: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
+    """Read a newc archive independently of the writer: name -> (mode, data, rdev)."""
+    out: dict[str, tuple[int, bytes, tuple[int, int]]] = {}
+    pos = 0
+    while True:
+        assert blob[pos : pos + 6] == b"070701"
+        fields = [int(blob[pos + 6 + 8 * k : pos + 14 + 8 * k], 16) for k in range(13)]
+        mode, size, rmaj, rmin, namesize = fields[1], fields[6], fields[9], fields[10], fields[11]
+        name = blob[pos + 110 : pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += -pos % 4
+        body = blob[pos : pos + size]
+        pos += size
+        pos += -pos % 4
+        if name == "TRAILER!!!":
+            assert pos == len(blob)
+            return out
+        out[name] = (mode, body, (rmaj, rmin))
+
+
+def test_initramfs_holds_init_bench_busybox_and_console(tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    bench.write_bytes(b"\x7fELF-bench")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF-busybox" * 3)
+    plan = GuestPlan(DEFAULT_WORKLOADS, 500, 200, 5)
+    blob = build_initramfs(plan, bench, busybox)
+    assert build_initramfs(plan, bench, busybox) == blob  # reproducible
+    entries = _cpio_entries(blob)
+    mode, body, _ = entries["init"]
+    assert stat.S_ISREG(mode) and mode & 0o111
+    assert body.decode() == init_script(plan)
+    assert entries["bench"][1] == b"\x7fELF-bench"
+    assert entries["bin/busybox"][1] == b"\x7fELF-busybox" * 3
+    console = entries["dev/console"]
+    assert stat.S_ISCHR(console[0]) and console[2] == (5, 1)
+    for d in ("proc", "sys", "mnt/tmpfs", "mnt/ramfs"):
+        assert stat.S_ISDIR(entries[d][0])
+    script = body.decode()
+    assert "/bench write1 /mnt/tmpfs/writepath-write1 4096 512 256 5" in script
+    assert "/bench fsbuffer-w /mnt/ramfs/writepath-fsbuffer-w 256 2000 2000 5" in script
+    assert "/bench pwrite1 /mnt/tmpfs/writepath-pwrite1 4096 500 200 5" in script
+    assert script.index(DONE_LINE) > script.rindex("/bench ")
+
+
+# ---- parsing -----------------------------------------------------------------------------
+
+
+def _sample_values(text: str) -> list[tuple[str, int, int]]:
+    """(file, ops, kernel_insns) read straight from the log text, in order."""
+    results = re.findall(r"wp-lab: result workload=\S+ file=(\S+) size=\d+ ops=(\d+)", text)
+    stops = re.findall(r"wp-lab-plugin: stop \d+ kernel_insns=(\d+)", text)
+    assert len(results) == len(stops)
+    return [(f, int(o), int(k)) for (f, o), k in zip(results, stops, strict=True)]
+
+
+def test_sample_log_parses() -> None:
+    text = SAMPLE.read_text()
+    record = parse_log(text)
+    assert record.ok, record.problems
+    assert record.release is not None and record.release.startswith("6.12")
+    expected = _sample_values(text)
+    assert len(record.samples) == len(expected) >= 8
+    for s, (file, ops, kernel) in zip(record.samples, expected, strict=True):
+        assert s.workload.path == file
+        assert s.ops == ops and s.kernel_insns == kernel
+        assert s.kernel_insns_per_op == kernel / ops
+    assert {s.workload.name for s in record.samples} == {w.name for w in DEFAULT_WORKLOADS}
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("", None),
+        (
+            "wp-lab: result workload=pwrite1 file=/mnt/tmpfs/x size=4096 ops=5 round=0 wall_ns=1\n"
+            "wp-lab: done\n",
+            "1 result lines but 0 plugin stop lines",
+        ),
+        (
+            "wp-lab-plugin: stop 1 kernel_insns=5 user_insns=1 kernel_passes=5 user_passes=1\nwp-lab: done\n",
+            "plugin stop line 0 is numbered 1",
+        ),
+        ("Kernel panic - not syncing: Attempted to kill init!\n", "Kernel panic"),
+        ("wp-lab: error workload=pwrite1 what=open errno=2\nwp-lab: done\n", "what=open"),
+        (
+            "wp-lab-plugin: stop 0 kernel_insns=5 user_insns=1 kernel_passes=5 user_passes=1\n"
+            "wp-lab: result workload=pwrite1 file=/elsewhere/x size=1 ops=5 round=0 wall_ns=1\n"
+            "wp-lab: done\n",
+            "unreadable result line",
+        ),
+        ("\x00\xff garbage \r\n" * 3, None),
+    ],
+)
+def test_bad_logs_are_reported_not_raised(text: str, problem: str | None) -> None:
+    record = parse_log(text)
+    assert not record.ok
+    if problem is not None:
+        assert any(problem in p for p in record.problems), record.problems
+
+
+# ---- the report --------------------------------------------------------------------------
+
+
+def _record(per_op: dict[str, list[float]], ops: int = 1000) -> BootRecord:
+    rec = BootRecord(release="6.12.0", done=True)
+    for name, rounds in per_op.items():
+        loop, fs = name.split(".")
+        for k, v in enumerate(rounds):
+            w = Workload(loop, fs, 256 if loop == "fsbuffer-w" else 4096)
+            rec.samples.append(
+                Sample(w, k, ops, round(v * ops), 0, round(v * ops) + 4096 * ops, 0, 2 * ops)
+            )
+    return rec
+
+
+def test_report_takes_each_boots_cleanest_round_and_compares() -> None:
+    base = [
+        _record({"pwrite1.tmpfs": [1003.0, 1000.0, 1001.5]}),
+        _record({"pwrite1.tmpfs": [1002.0, 1002.0]}),
+    ]
+    patched = [_record({"pwrite1.tmpfs": [950.0, 951.0]}), _record({"pwrite1.tmpfs": [952.0]})]
+    report = compute("6.12.0", "tcg", base, patched)
+    (row,) = report.rows
+    assert row.workload == "pwrite1.tmpfs"
+    assert row.base_insns_per_op == pytest.approx(1001.0)  # mean of the minima 1000 and 1002
+    assert row.patched_insns_per_op == pytest.approx(951.0)
+    assert row.change_pct == pytest.approx(-50.0 / 1001.0 * 100)
+    assert row.spread_insns_per_op == pytest.approx(2.0)
+    # Passes are taken from the same (fewest-instruction) round: each op adds a 4 KiB copy.
+    assert row.base_passes_per_op == pytest.approx(1001.0 + 4096)
+    assert row.passes_change_pct == pytest.approx(-50.0 / (1001.0 + 4096) * 100)
+    assert row.predicted_change_pct is None
+    assert NO_PREDICTION in report.notes
+    out = json.loads(json.dumps(report.to_json()))
+    assert set(out) >= {"kernel", "accel", "rows"}
+    assert set(out["rows"][0]) >= {
+        "workload",
+        "base_insns_per_op",
+        "patched_insns_per_op",
+        "change_pct",
+        "stddev_pct",
+        "predicted_change_pct",
+    }
+    assert out["rows"][0]["predicted_change_pct"] is None
+    table = render(report)
+    assert "-5.0%" in table and "pwrite1.tmpfs.kernel_insns_per_op" in table
+    assert "n/a" in table and "noise" in table
+
+
+def test_report_leaves_out_a_workload_measured_on_one_side() -> None:
+    report = compute(
+        "6.12.0", "tcg", [_record({"write1.tmpfs": [10.0]})], [_record({"pwrite1.tmpfs": [9.0]})]
+    )
+    assert report.rows == []
+    assert any("one kernel only" in n for n in report.notes)
+
+
+# ---- runner, qemu, accel -----------------------------------------------------------------
+
+
+def test_runner_statuses_and_logs(tmp_path: Path) -> None:
+    runner = Runner(out=sys.stderr)
+    ok = runner.run(
+        "ok", [sys.executable, "-c", "print('hi')"], log=tmp_path / "ok.log", timeout=30
+    )
+    assert ok.status is Status.SUCCESS and (tmp_path / "ok.log").read_text() == "hi\n"
+    bad = runner.run(
+        "bad", [sys.executable, "-c", "raise SystemExit(3)"], log=tmp_path / "b", timeout=30
+    )
+    assert bad.status is Status.FAILURE and bad.detail == "exit status 3" and bad.log is not None
+    hung = runner.run("hung", ["sleep", "30"], log=tmp_path / "h", timeout=0.2)
+    assert hung.status is Status.TIMEOUT
+    missing = runner.run("missing", [str(tmp_path / "nosuch")], log=tmp_path / "m", timeout=5)
+    assert missing.status is Status.FAILURE
+    assert "missing failure" in missing.describe()
+
+
+def test_dry_run_prints_quoted_commands_and_runs_nothing(tmp_path: Path) -> None:
+    progress = tmp_path / "progress"
+    with open(progress, "w") as out:
+        runner = Runner(dry_run=True, out=out)
+        res = runner.run("x", ["touch", str(tmp_path / "a b")], log=tmp_path / "l", timeout=5)
+    assert res.status is Status.DRY_RUN
+    assert f"$ touch '{tmp_path}/a b'" in progress.read_text()
+    assert not (tmp_path / "a b").exists()
+
+
+def test_qemu_command_line() -> None:
+    argv = qemu_argv(QemuParams(), Path("/k"), Path("/i"), Path("/p.so"))
+    joined = " ".join(argv)
+    assert "-accel tcg" in joined and "-icount shift=0" in joined and "-smp 1" in joined
+    assert "-plugin /p.so -d plugin" in joined and "-no-reboot" in joined
+    assert "console=ttyS0" in argv[argv.index("-append") + 1]
+
+
+def test_detect_accel(tmp_path: Path) -> None:
+    dev = tmp_path / "kvm"
+    mods = tmp_path / "module"
+    mods.mkdir()
+    assert detect_accel(mods, dev).kvm == "none"
+    dev.touch()
+    (mods / "kvm_pvm").mkdir()
+    pvm = detect_accel(mods, dev)
+    assert pvm.kvm == "pvm" and pvm.accel == "tcg" and "PVM" in pvm.note
+
+
+def test_image_key_changes_with_each_input() -> None:
+    key = image_key(b"cfg", None, "6.12.1")
+    assert key == image_key(b"cfg", None, "6.12.1")
+    assert (
+        len(
+            {
+                key,
+                image_key(b"cfg2", None, "6.12.1"),
+                image_key(b"cfg", b"p", "6.12.1"),
+                image_key(b"cfg", None, "6.12.2"),
+            }
+        )
+        == 4
+    )
+
+
+# ---- the command line --------------------------------------------------------------------
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["lab", *argv])
+
+
+def test_cli_check_names_missing_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    gone = [PACKAGES[0]]
+    rc = cli.main(_args("--check"), cli.LabBackends(missing=lambda: gone))
+    out = capsys.readouterr().out
+    assert rc == cli.EXIT_SKIPPED
+    assert f"missing   {PACKAGES[0].name}" in out
+    assert f"apt-get install -y --no-install-recommends {PACKAGES[0].name}" in out
+    assert cli.main(_args("--check"), cli.LabBackends(missing=lambda: [])) == cli.EXIT_OK
+
+
+def test_cli_run_without_packages_is_skipped(capsys: pytest.CaptureFixture[str]) -> None:
+    gone = [Package("qemu-system-x86", "x")]
+    rc = cli.main(_args(), cli.LabBackends(missing=lambda: gone))
+    assert rc == cli.EXIT_SKIPPED
+    assert "writepath lab --install" in capsys.readouterr().err
+
+
+def test_cli_dry_run_lists_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(
+        _args("--dry-run", "--workdir", str(tmp_path / "wd"), "--workloads", "pwrite1"),
+        cli.LabBackends(missing=lambda: []),
+    )
+    out = capsys.readouterr().out
+    assert rc == cli.EXIT_OK
+    for step in ("tar -xJf", "kconfig.sh", "make -C", "patch -p1", "gcc -static", "-plugin"):
+        assert step in out, step
+    assert out.count("qemu-system-x86_64") == 2 * cli.DEFAULT_REPEATS
+    assert not (tmp_path / "wd").exists()
+
+
+def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A dry-run runner: should a usage error slip through, nothing is built or booted.
+    none = cli.LabBackends(runner=Runner(dry_run=True), missing=lambda: [])
+    assert cli.main(_args("--workloads", "nosuch"), none) == cli.EXIT_ERROR
+    assert cli.main(_args("--repeats", "0"), none) == cli.EXIT_ERROR
+    assert cli.main(_args("--parse", "/nonexistent/writepath.log"), none) == cli.EXIT_ERROR
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_parse_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(_args("--parse", str(SAMPLE), "--json")) == cli.EXIT_OK
+    (out,) = json.loads(capsys.readouterr().out)
+    assert out["done"] is True and out["problems"] == []
+    first = _sample_values(SAMPLE.read_text())[0]
+    assert out["samples"][0]["kernel_insns"] == first[2]
+
+
+class _FakeLab(Runner):
+    """Plays every command's part: config writes a .config, make a bzImage, QEMU a boot log.
+
+    The boot logs are the recorded sample with the plugin's counts scaled: patched boots count
+    ``patched_per_mille`` of what base boots count, so the report's change is known in advance.
+    """
+
+    def __init__(self, patched_per_mille: int) -> None:
+        super().__init__(out=sys.stderr)
+        self.patched_per_mille = patched_per_mille
+        self.commands: list[list[str]] = []
+        self.applied = False
+
+    def run(self, stage, argv, *, log, timeout, cwd=None, env=None):  # type: ignore[no-untyped-def]
+        from writepath.lab.runner import StageResult
+
+        self.commands.append(list(argv))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if stage.endswith("-probe"):
+            return StageResult(stage, Status.SUCCESS if self.applied else Status.FAILURE, 0.0, log)
+        if stage in ("patch", "unpatch"):
+            self.applied = stage == "patch"
+        elif stage == "config":
+            obj = Path(argv[3])
+            obj.mkdir(parents=True, exist_ok=True)
+            (obj / ".config").write_text("CONFIG_64BIT=y\n")
+        elif stage.startswith("build-"):
+            boot_dir = Path(argv[3].removeprefix("O=")) / "arch" / "x86" / "boot"
+            boot_dir.mkdir(parents=True, exist_ok=True)
+            (boot_dir / "bzImage").write_bytes(stage.encode())
+        elif stage in ("bench", "plugin"):
+            Path(argv[argv.index("-o") + 1]).write_bytes(b"\x7fELF")
+        elif stage.startswith("boot-"):
+            scale = 1000 if "-base-" in stage else self.patched_per_mille
+            text = re.sub(
+                r"kernel_insns=(\d+)",
+                lambda m: f"kernel_insns={int(m[1]) * scale // 1000}",
+                SAMPLE.read_text(),
+            )
+            log.write_text(text)
+        return StageResult(stage, Status.SUCCESS, 0.0, log)
+
+
+def test_full_run_offline_with_fake_backends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wd = tmp_path / "wd"
+    tree = wd / "src" / "linux-source-6.12"
+    tree.mkdir(parents=True)
+    (tree / ".writepath-unpacked").touch()
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF")
+    fake = _FakeLab(patched_per_mille=950)
+    backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox)
+    rc = cli.main(_args("--json", "--workdir", str(wd), "--repeats", "2"), backends)
+    assert rc == cli.EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+    assert out["kernel"] == "6.12.117" and out["accel"] == "tcg"
+    names = {r["workload"] for r in out["rows"]}
+    assert names == {s.workload.name for s in parse_log(SAMPLE.read_text()).samples}
+    for row in out["rows"]:
+        assert row["change_pct"] == pytest.approx(-5.0, abs=0.01)
+        assert row["predicted_change_pct"] is None
+    # Two boots per kernel, interleaved ABBA; the patch went in before the patched build.
+    boots = [c for c in fake.commands if c[0] == "qemu-system-x86_64"]
+    kernels = [c[c.index("-kernel") + 1].split("/")[-2].split("-")[0] for c in boots]
+    assert kernels == ["base", "patched", "patched", "base"]
+    # A second run reuses both images: no make at all.
+    fake.commands.clear()
+    assert cli.main(_args("--json", "--workdir", str(wd), "--repeats", "1"), backends) == 0
+    assert not any(c[0] == "make" for c in fake.commands)
+
+
+def test_failed_boot_names_the_step_and_keeps_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Panicking(_FakeLab):
+        def run(self, stage, argv, *, log, timeout, cwd=None, env=None):  # type: ignore[no-untyped-def]
+            res = super().run(stage, argv, log=log, timeout=timeout, cwd=cwd, env=env)
+            if stage.startswith("boot-"):
+                log.write_text("Kernel panic - not syncing: VFS\n")
+            return res
+
+    wd = tmp_path / "wd"
+    tree = wd / "src" / "linux-source-6.12"
+    tree.mkdir(parents=True)
+    (tree / ".writepath-unpacked").touch()
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF")
+    fake = Panicking(patched_per_mille=1000)
+    backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox)
+    assert cli.main(_args("--workdir", str(wd)), backends) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "FAILED: boot-base-0 failure" in err and "Kernel panic" in err
+    assert (wd / "logs").exists() and list((wd / "logs").glob("run-*/boot-0-base.log"))
+
+
+def test_cli_install_dry_run_prints_apt_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = [Package("ccache", "x"), Package("busybox-static", "y")]
+    backends = cli.LabBackends(runner=Runner(dry_run=True, out=sys.stdout), missing=lambda: gone)
+    rc = cli.main(_args("--install", "--dry-run", "--workdir", str(tmp_path)), backends)
+    out = capsys.readouterr().out
+    assert rc == cli.EXIT_OK
+    assert "$ apt-get update -q" in out
+    assert "apt-get install -y --no-install-recommends ccache busybox-static" in out
