@@ -23,11 +23,16 @@ PROTS = ("r", "rw", "none")
 OPS = ("write", "pwrite", "writev", "pwritev", "lseek")
 OPEN_FLAGS = ("O_APPEND", "O_RDONLY", "O_WRONLY", "O_RDWR")
 WHENCES = ("SEEK_SET", "SEEK_CUR", "SEEK_END")
-VERDICTS = ("ok", "deadlock", "livelock")
+VERDICTS = ("ok", "deadlock", "livelock", "stale-data")
 SPECIAL_REGIONS = ("null", "kernel")
+_NEVER_ENDS = ("deadlock", "livelock")
 DESIGN_NAMES = ("v6.13", "v6.14", "no-fault-in", "faulting-copy", "any-byte-check")
 
 _DATA_RE = re.compile(r"^(zero|pattern|pattern:\d+|byte:0x[0-9a-fA-F]{1,2})$")
+
+# The largest file offset any filesystem can address: loff_t is a signed 64-bit integer, and
+# MAX_LFS_FILESIZE (include/linux/fs.h) is LLONG_MAX on 64-bit machines.
+MAX_LOFF = (1 << 63) - 1
 
 
 class ScenarioError(ValueError):
@@ -113,12 +118,19 @@ class CallSpec:
 @dataclass(frozen=True)
 class Expect:
     """What a design must produce. ``ret`` has one entry per call: a byte count or an errno
-    name; None means "not stated". ``consistent`` asks for the LTP writev07 property."""
+    name; None means "not stated". ``consistent`` asks for the LTP writev07 property.
+
+    ``content`` maps a file to ``(offset, length, spec)`` ranges whose bytes must equal
+    ``fill(spec, length)``. ``stale`` maps a file to the exact ``[start, end)`` byte ranges that
+    hold uninitialized memory after the run; None means "not stated" and an empty tuple "none".
+    """
 
     verdict: str = "ok"
     ret: tuple[int | str, ...] | None = None
     sizes: Mapping[str, int] = field(default_factory=dict)
     consistent: bool = False
+    content: Mapping[str, tuple[tuple[int, int, str], ...]] = field(default_factory=dict)
+    stale: Mapping[str, tuple[tuple[int, int], ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -322,7 +334,7 @@ def _parse_expect(
     path: str, where: str, table: Any, ncalls: int, files: dict[str, FileSpec]
 ) -> Expect:
     r = _Reader(path, where, table)
-    r.check_keys(("verdict", "ret", "sizes", "consistent"))
+    r.check_keys(("verdict", "ret", "sizes", "consistent", "content", "stale"))
     verdict = r.choice("verdict", VERDICTS, "ok")
     ret = r.get("ret", list, None)
     if ret is not None:
@@ -342,7 +354,82 @@ def _parse_expect(
         if not isinstance(size, int) or isinstance(size, bool):
             raise r.err(f"sizes.{name}", f"must be an integer, not {size!r}")
     consistent = r.get("consistent", bool, False)
-    return Expect(verdict, ret, dict(sizes), consistent)
+    content = _parse_content(r, files)
+    stale = _parse_stale(r, files) if "stale" in r.table else None
+    return Expect(verdict, ret, dict(sizes), consistent, content, stale)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _file_ranges(r: _Reader, key: str, files: dict[str, FileSpec]) -> dict[str, list[Any]]:
+    """``key = { FILE = [entry, ...] }`` with every FILE a known file and every value a list."""
+    table = r.get(key, dict, {})
+    for name, entries in table.items():
+        if name not in files:
+            raise r.err(f"{key}.{name}", "no such file")
+        if not isinstance(entries, list):
+            raise r.err(f"{key}.{name}", f"must be a list of ranges, not {entries!r}")
+    return dict(table)
+
+
+def _parse_content(
+    r: _Reader, files: dict[str, FileSpec]
+) -> dict[str, tuple[tuple[int, int, str], ...]]:
+    out: dict[str, tuple[tuple[int, int, str], ...]] = {}
+    for name, entries in _file_ranges(r, "content", files).items():
+        ranges: list[tuple[int, int, str]] = []
+        end_before = 0
+        for k, entry in enumerate(entries):
+            where = f"content.{name}[{k}]"
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 3
+                or not _is_int(entry[0])
+                or not _is_int(entry[1])
+                or not isinstance(entry[2], str)
+            ):
+                raise r.err(where, f"must be [offset, length, spec], not {entry!r}")
+            offset, length, spec = entry
+            if offset < 0 or length < 0 or offset + length > MAX_LOFF:
+                raise r.err(
+                    where,
+                    f"offset {offset} and length {length} must be >= 0 and end at most at "
+                    f"{MAX_LOFF} (the largest loff_t)",
+                )
+            if not _DATA_RE.match(spec):
+                raise r.err(where, f"{spec!r} is not zero, pattern, pattern:SEED or byte:0xNN")
+            if offset < end_before:
+                raise r.err(where, f"starts at {offset}, before the previous range ends")
+            end_before = offset + length
+            ranges.append((offset, length, spec))
+        out[name] = tuple(ranges)
+    return out
+
+
+def _parse_stale(r: _Reader, files: dict[str, FileSpec]) -> dict[str, tuple[tuple[int, int], ...]]:
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for name, entries in _file_ranges(r, "stale", files).items():
+        ranges: list[tuple[int, int]] = []
+        for k, entry in enumerate(entries):
+            where = f"stale.{name}[{k}]"
+            if not isinstance(entry, list) or len(entry) != 2 or not all(map(_is_int, entry)):
+                raise r.err(where, f"must be [start, end], not {entry!r}")
+            start, end = entry
+            if not 0 <= start < end <= MAX_LOFF:
+                raise r.err(where, f"[{start}, {end}) must satisfy 0 <= start < end <= {MAX_LOFF}")
+            # stale_ranges() reports ranges merged and sorted, so touching ranges could never
+            # match: ask for them merged rather than fail every run.
+            if ranges and start <= ranges[-1][1]:
+                raise r.err(
+                    where,
+                    f"starts at {start}, not after the previous range's end {ranges[-1][1]} "
+                    "(ranges must be sorted, apart and merged)",
+                )
+            ranges.append((start, end))
+        out[name] = tuple(ranges)
+    return out
 
 
 def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
@@ -399,8 +486,9 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
                     f"unknown design (known: {', '.join(DESIGN_NAMES)})",
                 )
             # A design inherits the top-level expectation, except that a run that does not end
-            # ("deadlock", "livelock") has no return values or sizes to inherit.
-            inherit = raw if not isinstance(t, dict) or t.get("verdict", "ok") == "ok" else {}
+            # ("deadlock", "livelock") has no return values, sizes or content to inherit.
+            ends = not isinstance(t, dict) or t.get("verdict", "ok") not in _NEVER_ENDS
+            inherit = raw if ends else {}
             merged = {**inherit, **t} if isinstance(t, dict) else t
             by_design[design] = _parse_expect(
                 path, f"expect.design.{design}", merged, len(calls), files
