@@ -18,7 +18,7 @@ GOOD = {
 
 BAD = [
     ({"file": [{"name": "target", "fs": "btrfs"}]}, "file[0].fs", "not one of"),
-    ({"file": [{"name": "target", "size": -1}]}, "file[0].size", ">= 0"),
+    ({"file": [{"name": "target", "size": -1}]}, "file[0].size", "out of range"),
     ({"file": [{"name": "target", "data": "random"}]}, "file[0].data", "pattern"),
     (
         {"file": [{"name": "target", "fs": "tmpfs", "cached": False, "size": 10}]},
