@@ -136,6 +136,8 @@ def _describe(value: Any) -> str:
     """``float nan``, ``date 1979-05-27``: the TOML type and a short form of the value."""
     names = {bool: "boolean", int: "integer", str: "string", list: "array", dict: "table"}
     kind = names.get(type(value), type(value).__name__)
+    if hasattr(value, "isoformat"):  # TOML dates and times
+        return f"{kind} {value.isoformat()}"
     return f"{kind} {_show(value)}"
 
 
@@ -725,7 +727,7 @@ def _read_scenario_text(p: Path) -> str:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ScenarioError(str(p), "-", f"cannot read: {e.strerror}") from e
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise ScenarioError(str(p), "-", "is a directory, not a scenario file")
@@ -737,10 +739,19 @@ def _read_scenario_text(p: Path) -> str:
                 "-",
                 f"is {st.st_size} bytes; a scenario file has at most {MAX_SCENARIO_BYTES} bytes",
             )
-        try:
-            data = f.read(MAX_SCENARIO_BYTES + 1)
-        except OSError as e:
-            raise ScenarioError(str(p), "-", f"cannot read: {e.strerror}") from e
+        chunks: list[bytes] = []
+        got = 0
+        while got <= MAX_SCENARIO_BYTES:
+            chunk = os.read(fd, MAX_SCENARIO_BYTES + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        data = b"".join(chunks)
+    except OSError as e:
+        raise ScenarioError(str(p), "-", f"cannot read: {e.strerror}") from e
+    finally:
+        os.close(fd)
     if len(data) > MAX_SCENARIO_BYTES:  # it grew while we looked
         raise ScenarioError(str(p), "-", f"has more than {MAX_SCENARIO_BYTES} bytes")
     try:
