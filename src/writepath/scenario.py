@@ -8,34 +8,146 @@ misspelt field must not silently fall back to a default.
 from __future__ import annotations
 
 import errno as errno_mod
+import math
+import os
 import re
+import reprlib
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from writepath.kernel.constants import PAGE_SIZE
+from writepath.kernel.constants import (
+    KERNEL_ADDRESS,
+    LLONG_MAX,
+    MAX_LFS_FILESIZE,
+    MAX_RW_COUNT,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    TASK_SIZE_MAX,
+    UIO_MAXIOV,
+)
+from writepath.kernel.filemap import DESIGNS
+from writepath.kernel.fs import filesystems
 
-FILESYSTEMS = ("tmpfs", "ramfs", "ext4", "xfs")
+# One source of truth: the names scenarios may use are the model's own tables.
+_FS_TABLE = filesystems()
+FILESYSTEMS = tuple(_FS_TABLE)
+DESIGN_NAMES = tuple(DESIGNS)
 REGION_KINDS = ("anon", "file", "hole")
 PROTS = ("r", "rw", "none")
 OPS = ("write", "pwrite", "writev", "pwritev", "lseek")
 OPEN_FLAGS = ("O_APPEND", "O_RDONLY", "O_WRONLY", "O_RDWR")
 WHENCES = ("SEEK_SET", "SEEK_CUR", "SEEK_END")
-VERDICTS = ("ok", "stale-data", "deadlock", "livelock")
+VERDICTS = ("ok", "deadlock", "livelock", "stale-data")
 SPECIAL_REGIONS = ("null", "kernel")
-DESIGN_NAMES = ("v6.13", "v6.14", "no-fault-in", "faulting-copy", "any-byte-check")
+_NEVER_ENDS = ("deadlock", "livelock")
 
-#: loff_t's largest value: no file offset lies beyond it.
-LOFF_MAX = (1 << 63) - 1
-#: A stated content range is compared piece by piece, but longer ones say nothing a shorter
-#: range would not, and they would take the judge a long time.
-MAX_EXPECT_CONTENT = 64 << 20
-#: Ranges per file in [expect] content or stale.
-MAX_EXPECT_RANGES = 1024
+_DATA_RE = re.compile(r"^(zero|pattern|pattern:\d{1,20}|byte:0x[0-9a-fA-F]{1,2})$")
+#: File and region names become file names (the oracle creates them) and event labels: one path
+#: component of a portable character set, short enough to print in a table.
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SCENARIO_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
-_DATA_RE = re.compile(r"^(zero|pattern|pattern:\d+|byte:0x[0-9a-fA-F]{1,2})$")
+# The C types the kernel receives, as ranges.
+U64_MAX = (1 << 64) - 1  # an address or a size_t
+S64_MIN = -(1 << 63)  # loff_t and ssize_t are signed 64-bit
+INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1  # a file descriptor is an int
+#: The largest file offset any filesystem can address: loff_t is a signed 64-bit integer, and
+#: MAX_LFS_FILESIZE (include/linux/fs.h) is LLONG_MAX on 64-bit machines.
+MAX_LOFF = LLONG_MAX
+#: RLIM_INFINITY (include/uapi/asm-generic/resource.h): ~0UL, "no limit".
+RLIM_INFINITY = U64_MAX
+#: An offset into a region must leave region base + offset a 64-bit address wherever the region
+#: lies in user space (below TASK_SIZE_MAX).
+MAX_REGION_OFFSET = U64_MAX - TASK_SIZE_MAX
+
+# Counts. A scenario is a small experiment; these keep parsing, the model and the oracle's
+# mmap/open calls small while leaving room for every kernel limit worth testing.
+#: Each file is created, filled and opened on a real filesystem by the oracle.
+MAX_FILES = 16
+#: Each region is one mmap() (one VMA) in the model and in the oracle.
+MAX_REGIONS = 64
+#: Each call runs in every design and on the real kernel.
+MAX_CALLS = 1024
+#: writev() refuses more than UIO_MAXIOV vectors with EINVAL; twice that lets a scenario test
+#: the refusal (writev-too-many-vectors uses UIO_MAXIOV + 1) without unbounded iovec arrays.
+MAX_IOV_PER_CALL = 2 * UIO_MAXIOV
+#: All iov entries of all calls together.
+MAX_IOV_TOTAL = 16 * UIO_MAXIOV
+MAX_DESCRIPTION = 4000
+MAX_SOURCE = 500
+#: A scenario file is a few kilobytes; refuse anything larger before reading it whole.
+MAX_SCENARIO_BYTES = 1 << 20
+
+#: What ``check_memory`` allows by default (``--max-memory``).
+DEFAULT_MAX_MEMORY = 3 << 30
+#: What the model keeps per present user page besides its data: an entry in the page-table dict
+#: (key, slot and a (page, offset) tuple): about 150 bytes measured with tracemalloc on CPython
+#: 3.11; rounded up for the fault's bookkeeping.
+PTE_OVERHEAD = 256
+#: What the model keeps per page-cache folio besides its data: the Folio object (ten slots), its
+#: bytearray header and the page-cache index entry, and the write loop's events for the chunk.
+FOLIO_OVERHEAD = 512
+
+
+class _ShortRepr(reprlib.Repr):
+    """repr() for error messages: bounded length and depth (a hostile value may be nested
+    thousands deep or hold an integer with more digits than int-to-str allows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = 4
+        self.maxdict = 4
+        self.maxstring = 60
+        self.maxother = 60
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:
+            return f"<integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
+
+
+def _show(value: Any) -> str:
+    return _SHORT.repr(value)
+
+
+_KIND_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+
+
+def _describe(value: Any) -> str:
+    """``float nan``, ``date 1979-05-27``: the TOML type and a short form of the value."""
+    names = {bool: "boolean", int: "integer", str: "string", list: "array", dict: "table"}
+    kind = names.get(type(value), type(value).__name__)
+    if hasattr(value, "isoformat"):  # TOML dates and times
+        return f"{kind} {value.isoformat()}"
+    return f"{kind} {_show(value)}"
+
+
+def _key(key: Any) -> str:
+    """A table key as part of a field name: as is when it is a plain name, else quoted."""
+    return key if isinstance(key, str) and _COMPONENT_RE.match(key) else _show(key)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class ScenarioError(ValueError):
@@ -121,15 +233,18 @@ class CallSpec:
 @dataclass(frozen=True)
 class Expect:
     """What a design must produce. ``ret`` has one entry per call: a byte count or an errno
-    name; None means "not stated". ``consistent`` asks for the LTP writev07 property."""
+    name; None means "not stated". ``consistent`` asks for the LTP writev07 property.
+
+    ``content`` maps a file to ``(offset, length, spec)`` ranges whose bytes must equal
+    ``fill(spec, length)``. ``stale`` maps a file to the exact ``[start, end)`` byte ranges that
+    hold uninitialized memory after the run; None means "not stated" and an empty tuple "none".
+    """
 
     verdict: str = "ok"
     ret: tuple[int | str, ...] | None = None
     sizes: Mapping[str, int] = field(default_factory=dict)
     consistent: bool = False
-    #: Per file, (offset, length, SPEC): bytes [offset, offset+length) equal fill(SPEC, length).
     content: Mapping[str, tuple[tuple[int, int, str], ...]] = field(default_factory=dict)
-    #: Per file, exactly the [start, end) ranges that hold uninitialized memory; None: not stated.
     stale: Mapping[str, tuple[tuple[int, int], ...]] | None = None
 
 
@@ -165,7 +280,7 @@ class _Reader:
 
     def __init__(self, path: str, where: str, table: Any) -> None:
         if not isinstance(table, dict):
-            raise ScenarioError(path, where, f"must be a table, not {type(table).__name__}")
+            raise ScenarioError(path, where or "-", f"must be a table, not {_describe(table)}")
         self.path, self.where, self.table = path, where, table
 
     def field_name(self, key: str) -> str:
@@ -178,7 +293,7 @@ class _Reader:
         allowed = set(allowed)
         for key in self.table:
             if key not in allowed:
-                raise self.err(key, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+                raise self.err(_key(key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
     def get(
         self,
@@ -192,39 +307,71 @@ class _Reader:
                 raise self.err(key, "is required")
             return default
         value = self.table[key]
-        if isinstance(value, bool) and kind is int:
-            raise self.err(key, f"must be an integer, not {value!r}")
-        if not isinstance(value, kind):
-            name = (
-                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            )
-            raise self.err(key, f"must be {name}, not {type(value).__name__} {value!r}")
+        # TOML booleans are Python ints: true must not pass as 1.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+            raise self.err(key, f"must be {_kind_name(kind)}, not {_describe(value)}")
+        return value
+
+    def integer(self, key: str, default: Any, low: int, high: int, why: str) -> Any:
+        """An integer field within [low, high]; ``why`` names the limit."""
+        value = self.get(key, int, default)
+        if value is not None and not low <= value <= high:
+            raise self.err(key, f"{_show(value)} is out of range [{low}, {high}] ({why})")
+        return value
+
+    def text(self, key: str, limit: int, allow_newlines: bool) -> str:
+        value = str(self.get(key, str, ""))
+        if len(value) > limit:
+            raise self.err(key, f"is {len(value)} characters long; at most {limit} are allowed")
+        allowed = "\n\t" if allow_newlines else ""
+        if any((ch < " " and ch not in allowed) or ch == "\x7f" for ch in value):
+            raise self.err(key, "contains control characters")
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = ...) -> str:
         value = self.get(key, str, default)
         if value not in choices:
-            raise self.err(key, f"{value!r} is not one of {', '.join(choices)}")
+            raise self.err(key, f"{_show(value)} is not one of {', '.join(choices)}")
         return str(value)
+
+    def counted_list(self, key: str, limit: int, why: str) -> list[Any]:
+        value: list[Any] = self.get(key, list, [])
+        if len(value) > limit:
+            raise self.err(key, f"has {len(value)} entries; at most {limit} ({why})")
+        return value
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def _data_spec(r: _Reader, key: str, default: str) -> str:
     value = r.get(key, str, default)
     if not _DATA_RE.match(value):
-        raise r.err(key, f"{value!r} is not zero, pattern, pattern:SEED or byte:0xNN")
+        raise r.err(key, f"{_show(value)} is not zero, pattern, pattern:SEED or byte:0xNN")
     return str(value)
+
+
+def _component_name(r: _Reader) -> str:
+    name = r.get("name", str, required=True)
+    if not _COMPONENT_RE.match(name) or name in (".", ".."):
+        raise r.err(
+            "name",
+            f"{_show(name)} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-' "
+            "(one path component, not '.' or '..')",
+        )
+    if name in SPECIAL_REGIONS:
+        raise r.err("name", f"{name!r} is reserved")
+    return str(name)
 
 
 def _parse_file(path: str, i: int, table: Any) -> FileSpec:
     r = _Reader(path, f"file[{i}]", table)
     r.check_keys(("name", "fs", "size", "data", "cached"))
-    name = r.get("name", str, required=True)
-    if name in SPECIAL_REGIONS or not name:
-        raise r.err("name", f"{name!r} is reserved")
+    name = _component_name(r)
     fs = r.choice("fs", FILESYSTEMS, "tmpfs")
-    size = r.get("size", int, 0)
-    if size < 0:
-        raise r.err("size", f"must be >= 0, not {size}")
+    maxbytes = _FS_TABLE[fs].s_maxbytes
+    size = r.integer("size", 0, 0, maxbytes, f"s_maxbytes of {fs}")
     data = _data_spec(r, "data", "pattern")
     cached = r.get("cached", bool, True)
     if not cached and fs in ("tmpfs", "ramfs") and not is_zero_data(data) and size:
@@ -235,15 +382,27 @@ def _parse_file(path: str, i: int, table: Any) -> FileSpec:
     return FileSpec(name, fs, size, data, cached)
 
 
-def _parse_region(path: str, i: int, table: Any, files: dict[str, FileSpec]) -> RegionSpec:
+def max_user_pages() -> int:
+    """How many region pages fit in user space from the model's base address, with one guard
+    page before and one after the regions (all below TASK_SIZE_MAX)."""
+    # layout imports this module for its types, so it is imported when first needed.
+    from writepath.layout import MODEL_BASE
+
+    return (TASK_SIZE_MAX - MODEL_BASE) // PAGE_SIZE - 2
+
+
+def _parse_region(
+    path: str, i: int, table: Any, files: dict[str, FileSpec], pages_before: int
+) -> RegionSpec:
     r = _Reader(path, f"region[{i}]", table)
     r.check_keys(("name", "pages", "kind", "file", "offset", "shared", "prot", "touched", "data"))
-    name = r.get("name", str, required=True)
-    if name in SPECIAL_REGIONS or not name:
-        raise r.err("name", f"{name!r} is reserved")
-    pages = r.get("pages", int, 1)
-    if pages < 1:
-        raise r.err("pages", f"must be at least 1, not {pages}")
+    name = _component_name(r)
+    room = max_user_pages() - pages_before
+    pages = r.integer(
+        "pages", 1, 1, max(room, 1), "the regions and two guard pages must fit in user space"
+    )
+    if pages > room:
+        raise r.err("pages", "the regions before it already fill user space")
     kind = r.choice("kind", REGION_KINDS, "anon")
     prot = r.choice("prot", PROTS, "rw")
     touched = r.get("touched", bool, False)
@@ -253,9 +412,12 @@ def _parse_region(path: str, i: int, table: Any, files: dict[str, FileSpec]) -> 
     if kind == "file":
         file_name = r.get("file", str, required=True)
         if file_name not in files:
-            raise r.err("file", f"no [[file]] is named {file_name!r}")
-        offset = r.get("offset", int, 0)
-        if offset < 0 or offset % PAGE_SIZE:
+            raise r.err("file", f"no [[file]] is named {_show(file_name)}")
+        # file_mmap_ok(): the mapping must end within MAX_LFS_FILESIZE.
+        offset = r.integer(
+            "offset", 0, 0, MAX_LFS_FILESIZE - pages * PAGE_SIZE, "the mapping ends by 2**63-1"
+        )
+        if offset % PAGE_SIZE:
             raise r.err("offset", f"must be a page-aligned file offset >= 0, not {offset}")
         target = files[file_name]
         if touched:
@@ -284,6 +446,42 @@ def _parse_region(path: str, i: int, table: Any, files: dict[str, FileSpec]) -> 
     return RegionSpec(name, pages, kind, file_name, offset, shared, prot, touched, data)
 
 
+def _iov_offset_range(region: str) -> tuple[int, int, str]:
+    """Offsets an iov entry may name so that its address is a 64-bit value."""
+    if region == "null":
+        return 0, U64_MAX, "address 0 + offset is a 64-bit address"
+    if region == "kernel":
+        return -KERNEL_ADDRESS, U64_MAX - KERNEL_ADDRESS, "a 64-bit kernel address"
+    return 0, MAX_REGION_OFFSET, "region address + offset is a 64-bit address"
+
+
+def _parse_iov(r: _Reader, op: str, k: int, entry: Any, regions: dict[str, RegionSpec]) -> IovSpec:
+    where = f"iov[{k}]"
+    if not isinstance(entry, list) or len(entry) != 3:
+        raise r.err(where, f"must be [region, offset, length], not {_describe(entry)}")
+    region, offset, length = entry
+    if not isinstance(region, str):
+        raise r.err(where, f"the region must be a string, not {_describe(region)}")
+    for part, value in (("offset", offset), ("length", length)):
+        if not _is_int(value):
+            raise r.err(where, f"the {part} must be an integer, not {_describe(value)}")
+    if region not in regions and region not in SPECIAL_REGIONS:
+        raise r.err(where, f"no [[region]] is named {_show(region)} (nor is it null or kernel)")
+    low, high, why = _iov_offset_range(region)
+    if region in regions and offset < 0:
+        raise r.err(where, f"offset {offset} lies before region {region!r}")
+    if not low <= offset <= high:
+        raise r.err(where, f"offset {_show(offset)} is out of range [{low}, {high}] ({why})")
+    if length < 0 and op in ("write", "pwrite"):
+        raise r.err(where, "a write length is a size_t; use writev for a negative iov_len")
+    # iov_len is a size_t: a negative length is what the kernel sees as a huge one.
+    if not S64_MIN <= length <= U64_MAX:
+        raise r.err(
+            where, f"length {_show(length)} is out of range [{S64_MIN}, {U64_MAX}] (a size_t)"
+        )
+    return IovSpec(region, offset, length)
+
+
 def _parse_call(
     path: str,
     i: int,
@@ -296,37 +494,23 @@ def _parse_call(
     op = r.choice("op", OPS)
     file_name = r.get("file", str, next(iter(files)))
     if file_name not in files:
-        raise r.err("file", f"no [[file]] is named {file_name!r}")
-    raw_iov = r.get("iov", list, [])
-    iov: list[IovSpec] = []
-    for k, entry in enumerate(raw_iov):
-        where = f"iov[{k}]"
-        if (
-            not isinstance(entry, list)
-            or len(entry) != 3
-            or not isinstance(entry[0], str)
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in entry[1:])
-        ):
-            raise r.err(where, f"must be [region, offset, length], not {entry!r}")
-        region, offset, length = entry
-        if region not in regions and region not in SPECIAL_REGIONS:
-            raise r.err(where, f"no [[region]] is named {region!r} (nor is it null or kernel)")
-        if region in regions and offset < 0:
-            raise r.err(where, f"offset {offset} lies before region {region!r}")
-        if length < 0 and op in ("write", "pwrite"):
-            raise r.err(where, "a write length is a size_t; use writev for a negative iov_len")
-        iov.append(IovSpec(region, offset, length))
+        raise r.err("file", f"no [[file]] is named {_show(file_name)}")
+    raw_iov = r.counted_list("iov", MAX_IOV_PER_CALL, f"UIO_MAXIOV is {UIO_MAXIOV}")
+    iov = [_parse_iov(r, op, k, entry, regions) for k, entry in enumerate(raw_iov)]
     if op in ("write", "pwrite") and len(iov) != 1:
         raise r.err("iov", f"{op} takes exactly one [region, offset, length]")
     if op == "lseek" and iov:
         raise r.err("iov", "lseek takes no iov")
-    pos = r.get("pos", int, 0)
-    flags = r.get("flags", list, [])
+    pos = r.integer("pos", 0, S64_MIN, LLONG_MAX, "a loff_t")
+    flags = r.counted_list("flags", len(OPEN_FLAGS), "each flag at most once")
     for flag in flags:
         if flag not in OPEN_FLAGS:
-            raise r.err("flags", f"{flag!r} is not one of {', '.join(OPEN_FLAGS)}")
+            raise r.err("flags", f"{_show(flag)} is not one of {', '.join(OPEN_FLAGS)}")
+    for flag in set(flags):
+        if flags.count(flag) > 1:
+            raise r.err("flags", f"{flag} is given twice")
     whence = r.choice("whence", WHENCES, "SEEK_SET")
-    fd = r.get("fd", int, None)
+    fd = r.integer("fd", None, INT_MIN, INT_MAX, "a file descriptor is an int")
     return CallSpec(op, file_name, tuple(iov), pos, tuple(flags), whence, fd)
 
 
@@ -342,94 +526,115 @@ def _parse_expect(
             raise r.err("ret", f"has {len(ret)} entries for {ncalls} calls")
         for k, value in enumerate(ret):
             if isinstance(value, str):
-                if not hasattr(errno_mod, value):
-                    raise r.err(f"ret[{k}]", f"{value!r} is not an errno name")
-            elif not isinstance(value, int) or isinstance(value, bool):
-                raise r.err(f"ret[{k}]", f"must be a byte count or an errno name, not {value!r}")
+                if not value.startswith("E") or not isinstance(
+                    getattr(errno_mod, value, None), int
+                ):
+                    raise r.err(f"ret[{k}]", f"{_show(value)} is not an errno name")
+            elif not _is_int(value):
+                raise r.err(
+                    f"ret[{k}]", f"must be a byte count or an errno name, not {_describe(value)}"
+                )
+            elif not 0 <= value <= LLONG_MAX:
+                raise r.err(
+                    f"ret[{k}]",
+                    f"{_show(value)} is out of range [0, {LLONG_MAX}] (a count or an "
+                    "offset; failures are errno names)",
+                )
         ret = tuple(ret)
     sizes = r.get("sizes", dict, {})
     for name, size in sizes.items():
         if name not in files:
-            raise r.err(f"sizes.{name}", "no such file")
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise r.err(f"sizes.{name}", f"must be an integer, not {size!r}")
+            raise r.err(f"sizes.{_key(name)}", "no such file")
+        if not _is_int(size):
+            raise r.err(f"sizes.{name}", f"must be an integer, not {_describe(size)}")
+        fs = files[name].fs
+        if not 0 <= size <= _FS_TABLE[fs].s_maxbytes:
+            raise r.err(
+                f"sizes.{name}",
+                f"{_show(size)} is out of range [0, {_FS_TABLE[fs].s_maxbytes}] "
+                f"(s_maxbytes of {fs})",
+            )
     consistent = r.get("consistent", bool, False)
     content = _parse_content(r, files)
     stale = _parse_stale(r, files) if "stale" in r.table else None
     return Expect(verdict, ret, dict(sizes), consistent, content, stale)
 
 
-def _ranges_table(r: _Reader, key: str, files: Mapping[str, FileSpec]) -> dict[str, list[Any]]:
+def _file_ranges(r: _Reader, key: str, files: dict[str, FileSpec]) -> dict[str, list[Any]]:
+    """``key = { FILE = [entry, ...] }`` with every FILE a known file and every value a list."""
     table = r.get(key, dict, {})
     for name, entries in table.items():
         if name not in files:
-            raise r.err(f"{key}.{name}", "no such file")
-        if not isinstance(entries, list) or len(entries) > MAX_EXPECT_RANGES:
-            raise r.err(f"{key}.{name}", f"must be a list of at most {MAX_EXPECT_RANGES} ranges")
+            raise r.err(f"{key}.{_key(name)}", "no such file")
+        if not isinstance(entries, list):
+            raise r.err(f"{key}.{name}", f"must be a list of ranges, not {_describe(entries)}")
     return dict(table)
 
 
-def _int_in(value: Any, lo: int, hi: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-
-
 def _parse_content(
-    r: _Reader, files: Mapping[str, FileSpec]
+    r: _Reader, files: dict[str, FileSpec]
 ) -> dict[str, tuple[tuple[int, int, str], ...]]:
-    """``content = { FILE = [[offset, length, "SPEC"], ...] }``, ranges sorted and disjoint."""
     out: dict[str, tuple[tuple[int, int, str], ...]] = {}
-    for name, entries in _ranges_table(r, "content", files).items():
+    for name, entries in _file_ranges(r, "content", files).items():
         ranges: list[tuple[int, int, str]] = []
+        end_before = 0
         for k, entry in enumerate(entries):
             where = f"content.{name}[{k}]"
             if (
                 not isinstance(entry, list)
                 or len(entry) != 3
-                or not _int_in(entry[0], 0, LOFF_MAX)
-                or not _int_in(entry[1], 1, MAX_EXPECT_CONTENT)
+                or not _is_int(entry[0])
+                or not _is_int(entry[1])
                 or not isinstance(entry[2], str)
-                or not _DATA_RE.match(entry[2])
             ):
+                raise r.err(where, f"must be [offset, length, spec], not {_describe(entry)}")
+            offset, length, spec = entry
+            if offset < 0 or length < 0 or offset + length > MAX_LOFF:
                 raise r.err(
                     where,
-                    f"must be [offset >= 0, 1 <= length <= {MAX_EXPECT_CONTENT}, data spec], "
-                    f"not {entry!r}",
+                    f"offset {_show(offset)} and length {_show(length)} must be >= 0 and end "
+                    f"at most at {MAX_LOFF} (the largest loff_t)",
                 )
-            offset, length, spec = entry
-            if ranges and offset < ranges[-1][0] + ranges[-1][1]:
-                raise r.err(where, "ranges must be sorted and must not overlap")
+            if not _DATA_RE.match(spec):
+                raise r.err(where, f"{_show(spec)} is not zero, pattern, pattern:SEED or byte:0xNN")
+            if offset < end_before:
+                raise r.err(where, f"starts at {offset}, before the previous range ends")
+            end_before = offset + length
             ranges.append((offset, length, spec))
         out[name] = tuple(ranges)
     return out
 
 
-def _parse_stale(
-    r: _Reader, files: Mapping[str, FileSpec]
-) -> dict[str, tuple[tuple[int, int], ...]]:
-    """``stale = { FILE = [[start, end], ...] }``: sorted, disjoint, non-empty ranges."""
+def _parse_stale(r: _Reader, files: dict[str, FileSpec]) -> dict[str, tuple[tuple[int, int], ...]]:
     out: dict[str, tuple[tuple[int, int], ...]] = {}
-    for name, entries in _ranges_table(r, "stale", files).items():
+    for name, entries in _file_ranges(r, "stale", files).items():
         ranges: list[tuple[int, int]] = []
         for k, entry in enumerate(entries):
             where = f"stale.{name}[{k}]"
-            lo = ranges[-1][1] if ranges else 0
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 2
-                or not _int_in(entry[0], lo, LOFF_MAX)
-                or not _int_in(
-                    entry[1], entry[0] + 1 if _int_in(entry[0], 0, LOFF_MAX) else 1, LOFF_MAX
-                )
-            ):
+            if not isinstance(entry, list) or len(entry) != 2 or not all(map(_is_int, entry)):
+                raise r.err(where, f"must be [start, end], not {_describe(entry)}")
+            start, end = entry
+            if not 0 <= start < end <= MAX_LOFF:
                 raise r.err(
-                    where, f"must be [start, end) with {lo} <= start < end, sorted, not {entry!r}"
+                    where,
+                    f"[{_show(start)}, {_show(end)}) must satisfy 0 <= start < end <= {MAX_LOFF}",
                 )
-            ranges.append((entry[0], entry[1]))
+            # stale_ranges() reports ranges merged and sorted, so touching ranges could never
+            # match: ask for them merged rather than fail every run.
+            if ranges and start <= ranges[-1][1]:
+                raise r.err(
+                    where,
+                    f"starts at {start}, not after the previous range's end {ranges[-1][1]} "
+                    "(ranges must be sorted, apart and merged)",
+                )
+            ranges.append((start, end))
         out[name] = tuple(ranges)
     return out
 
 
 def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
+    if not isinstance(doc, Mapping):
+        raise ScenarioError(path, "-", f"must be a table, not {_describe(doc)}")
     r = _Reader(path, "", dict(doc))
     r.check_keys(
         (
@@ -444,11 +649,15 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
         )
     )
     name = r.get("name", str, required=True)
-    if not re.match(r"^[a-z0-9][a-z0-9._-]*$", name):
-        raise r.err("name", f"{name!r} must be lower-case letters, digits, '.', '_' or '-'")
-    description = r.get("description", str, "")
-    source = r.get("source", str, "")
-    raw_files = r.get("file", list, [])
+    if not _SCENARIO_NAME_RE.match(name):
+        raise r.err(
+            "name",
+            f"{_show(name)} must be 1 to 100 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    description = r.text("description", MAX_DESCRIPTION, allow_newlines=True)
+    source = r.text("source", MAX_SOURCE, allow_newlines=False)
+    raw_files = r.counted_list("file", MAX_FILES, "each is a real file in the oracle")
     if not raw_files:
         raise r.err("file", "at least one [[file]] is required")
     files: dict[str, FileSpec] = {}
@@ -458,15 +667,21 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
             raise ScenarioError(path, f"file[{i}].name", f"{f.name!r} is used twice")
         files[f.name] = f
     regions: dict[str, RegionSpec] = {}
-    for i, t in enumerate(r.get("region", list, [])):
-        reg = _parse_region(path, i, t, files)
+    pages = 0
+    raw_regions = r.counted_list("region", MAX_REGIONS, "each is one mmap")
+    for i, t in enumerate(raw_regions):
+        reg = _parse_region(path, i, t, files, pages)
         if reg.name in regions:
             raise ScenarioError(path, f"region[{i}].name", f"{reg.name!r} is used twice")
         regions[reg.name] = reg
-    raw_calls = r.get("call", list, [])
+        pages += reg.pages
+    raw_calls = r.counted_list("call", MAX_CALLS, "each runs in every design and the kernel")
     if not raw_calls:
         raise r.err("call", "at least one [[call]] is required")
     calls = tuple(_parse_call(path, i, t, files, regions) for i, t in enumerate(raw_calls))
+    niov = sum(len(c.iov) for c in calls)
+    if niov > MAX_IOV_TOTAL:
+        raise r.err("call", f"the calls have {niov} iov entries; at most {MAX_IOV_TOTAL} in all")
     expect = None
     by_design: dict[str, Expect] = {}
     if "expect" in r.table:
@@ -479,19 +694,18 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
             if design not in DESIGN_NAMES:
                 raise ScenarioError(
                     path,
-                    f"expect.design.{design}",
+                    f"expect.design.{_key(design)}",
                     f"unknown design (known: {', '.join(DESIGN_NAMES)})",
                 )
             # A design inherits the top-level expectation, except that a run that does not end
-            # ("deadlock", "livelock") has no return values or sizes to inherit.
-            inherit = raw if not isinstance(t, dict) or t.get("verdict", "ok") == "ok" else {}
+            # ("deadlock", "livelock") has no return values, sizes or content to inherit.
+            ends = not isinstance(t, dict) or t.get("verdict", "ok") not in _NEVER_ENDS
+            inherit = raw if ends else {}
             merged = {**inherit, **t} if isinstance(t, dict) else t
             by_design[design] = _parse_expect(
                 path, f"expect.design.{design}", merged, len(calls), files
             )
-    rlimit = r.get("rlimit_fsize", int, None)
-    if rlimit is not None and rlimit < 0:
-        raise r.err("rlimit_fsize", "must be >= 0")
+    rlimit = r.integer("rlimit_fsize", None, 0, RLIM_INFINITY, "RLIM_INFINITY is 2**64-1")
     return Scenario(
         name,
         description,
@@ -506,17 +720,187 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
     )
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
+def _read_scenario_text(p: Path) -> str:
+    """The file's text, refusing what is not a small regular UTF-8 file before reading it all."""
     try:
-        text = p.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ScenarioError(str(p), "-", f"cannot read: {e.strerror}") from e
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ScenarioError(str(p), "-", "is a directory, not a scenario file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ScenarioError(str(p), "-", "is not a regular file")
+        if st.st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(
+                str(p),
+                "-",
+                f"is {st.st_size} bytes; a scenario file has at most {MAX_SCENARIO_BYTES} bytes",
+            )
+        chunks: list[bytes] = []
+        got = 0
+        while got <= MAX_SCENARIO_BYTES:
+            chunk = os.read(fd, MAX_SCENARIO_BYTES + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        data = b"".join(chunks)
+    except OSError as e:
+        raise ScenarioError(str(p), "-", f"cannot read: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SCENARIO_BYTES:  # it grew while we looked
+        raise ScenarioError(str(p), "-", f"has more than {MAX_SCENARIO_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(str(p), "-", f"is not UTF-8 text (byte {e.start})") from e
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file; every failure is a ScenarioError."""
+    p = Path(path)
+    text = _read_scenario_text(p)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(str(p), "-", f"not valid TOML: {e}") from e
-    return parse_scenario(doc, str(p))
+    except ValueError as e:
+        # int() refuses integer literals of more than 4300 digits with a plain ValueError.
+        raise ScenarioError(str(p), "-", f"not valid TOML: {str(e).split(';')[0]}") from e
+    except RecursionError as e:
+        raise ScenarioError(str(p), "-", "not valid TOML: nested too deeply") from e
+    except MemoryError as e:
+        raise ScenarioError(str(p), "-", "not valid TOML: out of memory while parsing") from e
+    try:
+        return parse_scenario(doc, str(p))
+    except RecursionError as e:
+        raise ScenarioError(str(p), "-", "nested too deeply") from e
+    except MemoryError as e:
+        raise ScenarioError(str(p), "-", "out of memory while checking it") from e
+
+
+def find_scenario(arg: str) -> Path:
+    """A scenario named on the command line: an existing file, else a catalogue name (NAME or
+    NAME.toml in the catalogue folder)."""
+    given = Path(arg)
+    if given.is_file():
+        return given
+    # Only a bare name is looked up in the catalogue, so that no argument reaches outside it.
+    if arg and _COMPONENT_RE.match(arg) and arg not in (".", ".."):
+        catalogue = default_catalogue()
+        for candidate in (catalogue / arg, catalogue / f"{arg}.toml"):
+            if candidate.is_file():
+                return candidate
+    raise ScenarioError(arg, "-", "no such file or catalogue scenario")
+
+
+def _pages(nbytes: int) -> int:
+    return (nbytes + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+
+def _readable_after(regions: tuple[RegionSpec, ...]) -> dict[str, int]:
+    """For each region, how many bytes can be read from its start on: the copy from user space
+    runs on through the following regions and stops at the first hole or PROT_NONE page."""
+    out: dict[str, int] = {}
+    run = 0
+    for r in reversed(regions):
+        run = 0 if r.kind == "hole" or r.prot == "none" else run + r.length
+        out[r.name] = run
+    return out
+
+
+def _call_count(call: CallSpec, readable: Mapping[str, int]) -> tuple[int, int]:
+    """(bytes the call asks to write, bytes it can really copy).
+
+    The asked count is the iov total capped at MAX_RW_COUNT, or nothing for a call the kernel
+    refuses before copying (a negative iov_len or more than UIO_MAXIOV vectors: EINVAL from
+    import_iovec()). What it can copy is further bounded by the readable user memory each
+    entry starts in (``null`` and ``kernel`` have none): the copy stops at the first fault."""
+    if call.op == "lseek" or len(call.iov) > UIO_MAXIOV:
+        return 0, 0
+    if any(v.length < 0 for v in call.iov):
+        return 0, 0
+    asked = min(sum(v.length for v in call.iov), MAX_RW_COUNT)
+    copyable = sum(min(v.length, max(readable.get(v.region, 0) - v.offset, 0)) for v in call.iov)
+    return asked, min(asked, copyable)
+
+
+def _page_cache_span(count: int, max_folio_order: int) -> int:
+    """Bytes of page cache (with per-folio overhead) a write of ``count`` bytes can create.
+
+    The write loop asks for folios of at most floor(log2(remaining count)) (fgf_set_order()),
+    capped at the filesystem's largest folio, so ``count`` bytes at any position lie in at most
+    ceil(count / unit) + 1 folios of that unit."""
+    unit = max(PAGE_SIZE, min(PAGE_SIZE << max_folio_order, 1 << (count.bit_length() - 1)))
+    folios = math.ceil(count / unit) + 1
+    return folios * (unit + FOLIO_OVERHEAD)
+
+
+def memory_demand(scenario: Scenario) -> int:
+    """Bytes the model (and the oracle) will materialize for this scenario, estimated up front.
+
+    Follows what is really materialized, never sizes or page counts as such:
+    - an initial file with data (not sparse) is page-cache pages: its size rounded up to pages;
+    - each write call can fill up to min(iov total, MAX_RW_COUNT) bytes of page cache, and no
+      more than its source can supply before the copy faults, in folios as large as the
+      filesystem allows (``_page_cache_span``);
+    - a touched anonymous page with non-zero data is a page; every present user page costs its
+      page-table entry (PTE_OVERHEAD); untouched, zero and sparse memory costs nothing else;
+    - an untouched file mapping pulls in at most the pages the calls read from it;
+    - the ``[expect] content`` ranges of a design are filled to be compared.
+    Pages that several of these count (a write over existing data) are counted each time: the
+    estimate errs high.
+    """
+    total = 0
+    for f in scenario.files:
+        if not f.sparse:
+            total += _pages(f.size) * (PAGE_SIZE + FOLIO_OVERHEAD)
+    untouched_mappings = 0
+    for r in scenario.regions:
+        if r.touched:
+            total += r.pages * PTE_OVERHEAD
+            if r.kind == "anon" and not is_zero_data(r.data):
+                total += r.length
+        elif r.kind == "file":
+            untouched_mappings += r.length
+    readable = _readable_after(scenario.regions)
+    read = 0
+    for c in scenario.calls:
+        asked, copyable = _call_count(c, readable)
+        if asked:
+            # Even a copy that faults at once has had write_begin() create its first folio.
+            fs = _FS_TABLE[scenario.file(c.file).fs]
+            total += _page_cache_span(max(copyable, 1), fs.max_folio_order)
+            # The source may start in the middle of a page: one more page faulted in.
+            read += copyable + PAGE_SIZE
+    # Faulting the source in maps a page-table entry for each page read (the zero page for
+    # untouched anonymous memory), and a page-cache page for a file mapping.
+    total += _pages(read) * PTE_OVERHEAD
+    total += _pages(min(untouched_mappings, read)) * (PAGE_SIZE + FOLIO_OVERHEAD)
+    # Designs are judged one after the other: the largest expectation counts.
+    expectations = [scenario.expect, *scenario.expect_by_design.values()]
+    total += max(
+        (sum(n for ranges in e.content.values() for _, n, _ in ranges) for e in expectations if e),
+        default=0,
+    )
+    return total
+
+
+def check_memory(scenario: Scenario, limit: int) -> None:
+    """Refuse a scenario whose ``memory_demand`` is above ``limit`` bytes."""
+    need = memory_demand(scenario)
+    if need > limit:
+        mib = 1 << 20
+        raise ScenarioError(
+            scenario.path,
+            "-",
+            f"needs about {-(-need // mib)} MiB of memory (page cache and user pages it "
+            f"materializes), above --max-memory {limit // mib} MiB",
+        )
 
 
 def default_catalogue() -> Path:
