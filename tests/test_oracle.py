@@ -30,7 +30,18 @@ def test_first_difference_names_the_field() -> None:
         == "file t size: model 4096, kernel 8192"
     )
     other = b"\1" * 100 + b"\2" + b"\1" * 3995
-    assert first_difference(a, result(4096, other)) == "file t byte 100: model 01, kernel 02"
+    assert first_difference(a, result(4096, other)) == "file t byte 100: 01 vs 02 (model vs kernel)"
+    stale = RunResult(
+        "s", "x", "stale-data", [CallResult("pwrite", 4096)], {"t": FileState(4096, {}, ((8, 16),))}
+    )
+    assert first_difference(a, stale) == "verdict: model ok, kernel stale-data"
+    a_stale = RunResult(
+        "s", "x", "stale-data", [CallResult("pwrite", 4096)], {"t": FileState(4096, {}, ((8, 24),))}
+    )
+    assert (
+        first_difference(a_stale, stale)
+        == "file t stale ranges [[8, 24]] vs [[8, 16]] (model vs kernel)"
+    )
 
 
 def test_design_for_kernel_version() -> None:
