@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from writepath.counters import count
@@ -13,7 +14,13 @@ from writepath.kernel.filemap import DESIGNS
 from writepath.kernel.fs import filesystems
 from writepath.kernel.kernel import Kernel
 from writepath.kernel.mm import MM, VMA, ZERO_PAGE, do_user_addr_fault, mmap_region
-from writepath.kernel.pagecache import Folio, filemap_add_folio
+from writepath.kernel.pagecache import (
+    AddressSpace,
+    Folio,
+    fgf_set_order,
+    filemap_add_folio,
+    mapping_max_folio_size,
+)
 from writepath.kernel.read_write import (
     SEEK_CUR,
     SEEK_END,
@@ -31,6 +38,7 @@ from writepath.layout import MODEL_BASE, iov_address, region_bases
 from writepath.results import CallResult, FileState, PageData, Ranges, RunResult
 from writepath.scenario import CallSpec, Scenario, fill, is_zero_data
 from writepath.sched import Verdict, run_alone
+from writepath.trace import model_call_traces
 
 _FLAG_BITS = {
     "O_APPEND": O_APPEND,
@@ -95,14 +103,41 @@ def data_page(spec: str, start: int) -> bytes:
     return _data_page(spec, start % PATTERN_PERIOD if spec.startswith("pattern") else 0)
 
 
+#: The oracle writes a file's initial content with pwrite() calls of this size (oracle/setup.py);
+#: the page cache it leaves depends on it, so the model builds the same folios.
+SETUP_WRITE_SIZE = 1 << 20
+
+
+def _setup_folio_orders(mapping: AddressSpace, size: int) -> Iterator[tuple[int, int]]:
+    """(index, order) of each folio that writing ``size`` bytes from offset 0, in pwrite()s of
+    SETUP_WRITE_SIZE, leaves in the page cache: the write loop's chunks (mapping_max_folio_size),
+    each asking __filemap_get_folio() for fgf_set_order(bytes), lowered to what the index is
+    aligned to (mm/filemap.c generic_perform_write, fs/iomap/buffered-io.c, v6.18)."""
+    chunk = mapping_max_folio_size(mapping)
+    for start in range(0, size, SETUP_WRITE_SIZE):
+        pos, left = start, min(SETUP_WRITE_SIZE, size - start)
+        while left > 0:
+            nbytes = min(chunk - (pos & (chunk - 1)), left)
+            index = pos >> PAGE_SHIFT
+            order = min(fgf_set_order(nbytes), mapping.max_order)
+            while index & ((1 << order) - 1):
+                order -= 1
+            yield index, order
+            done = min(nbytes, (PAGE_SIZE << order) - (pos & ((PAGE_SIZE << order) - 1)))
+            pos += done
+            left -= done
+
+
 def _populate_file(task: Task, inode: Inode, spec_data: str, size: int, cached: bool) -> None:
     """Give a file its initial content, as blocks on disk and/or folios in the page cache.
 
     Disk blocks are immutable ``bytes`` and share the computed pages of the spec; a folio gets
-    its own copy, since writes change it.
+    its own copy, since writes change it. Cached folios have the orders the oracle's setup
+    writes give them (``_setup_folio_orders``); an uncached file has only its disk blocks.
     """
     npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
     mapping = inode.i_mapping
+    pages: list[bytes] = []
     for index in range(npages):
         start = index << PAGE_SHIFT
         n = min(PAGE_SIZE, size - start)
@@ -112,11 +147,15 @@ def _populate_file(task: Task, inode: Inode, spec_data: str, size: int, cached: 
             page = page[:n] + bytes(PAGE_SIZE - n)
         if inode.fs.backed:
             inode.disk[index] = page
-        if cached or not inode.fs.backed:
-            folio = Folio(mapping, index, 0)
-            folio.data[:] = page
-            folio.uptodate = True
-            filemap_add_folio(task, mapping, folio)
+        pages.append(page)
+    if not cached and inode.fs.backed:
+        return
+    for index, order in _setup_folio_orders(mapping, size):
+        folio = Folio(mapping, index, order)
+        for k in range(min(folio.nr_pages, npages - index)):
+            folio.data[k << PAGE_SHIFT : (k + 1) << PAGE_SHIFT] = pages[index + k]
+        folio.uptodate = True
+        filemap_add_folio(task, mapping, folio)
 
 
 def setup(scenario: Scenario, design: str) -> ModelMachine:
@@ -240,13 +279,21 @@ def _release(machine: ModelMachine) -> None:
     machine.task.mm.pte.clear()
 
 
-def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> RunResult:
+def run_scenario(
+    scenario: Scenario, design: str, keep_events: bool = True, traces: bool = False
+) -> RunResult:
     """Run every call of ``scenario`` in the model under ``design``.
 
     With ``keep_events`` the result carries the whole event log (``writepath trace`` renders
     it). Without, events are folded into the counters as the run goes and the log stays
-    bounded, however long the write: the counters are the same either way.
+    bounded, however long the write: the counters are the same either way. With ``traces``
+    every call carries the tracepoints it fired, in the form the oracle gives the kernel's
+    (``trace.model_call_traces``); the log is then kept for the run.
     """
+    if traces and not keep_events:
+        result = run_scenario(scenario, design, keep_events=True, traces=True)
+        result.events = []
+        return result
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
     machine = setup(scenario, design)
@@ -275,6 +322,13 @@ def run_scenario(scenario: Scenario, design: str, keep_events: bool = True) -> R
         calls.append(CallResult.from_kernel_ret(call.op, ret, tuple(machine.task.signals)))
     drain(events)  # what the last call left in the log (all of it when keeping events)
     files = {name: file_state(inode) for name, inode in machine.inodes.items()}
+    if traces:
+        regions = [
+            (r.name, machine.bases[r.name], machine.bases[r.name] + r.length)
+            for r in scenario.regions
+        ]
+        per_call = model_call_traces(events, regions)
+        calls = [dataclasses.replace(c, trace=t) for c, t in zip(calls, per_call, strict=False)]
     _release(machine)
     if verdict is Verdict.OK and any(f.stale for f in files.values()):
         # Every call returned, but a reader of the files would see uninitialized memory.
