@@ -11,6 +11,11 @@ beside the C (``../shared/reference/kernel-code.md`` §1–2):
                     source mapping that very folio waits for its own lock.
 ``any-byte-check``  v6.13 with the 2021 gfs2 prefault check: give up if *any* byte of the chunk
                     cannot be faulted in, not only if none can.
+``proposed``        v6.14's generic loop, and on iomap (xfs) the same change applied to
+                    ``iomap_write_iter()`` as posted in 2025 (not merged; facts.md §3).
+
+Each design also fixes the form of iomap's loop (``IOMAP_LOOP``): no merged kernel changed it, so
+every design but ``proposed`` keeps the prefaulting loop of v6.13–v6.18 there.
 
 What every design shares — write_begin, the copy, write_end and the revert of what write_end
 refused — is ``_write_chunk``; the loops differ only where the designs differ. The loops also tell
@@ -42,6 +47,7 @@ from writepath.kernel.pagecache import (
     AddressSpaceOperations,
     Folio,
     filemap_add_folio,
+    filemap_alloc_folio,
     folio_lock,
     folio_size,
     folio_unlock,
@@ -55,6 +61,7 @@ from writepath.kernel.task import (
     Task,
     lock_acquire,
     lock_release,
+    note_loop_start,
     note_no_progress,
     note_progress,
 )
@@ -141,6 +148,7 @@ def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
 def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """generic_perform_write() of v6.13 (mm/filemap.c): prefault, then copy atomically."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    note_loop_start(task)
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
@@ -186,6 +194,7 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     """generic_perform_write() after 665575cff098 (v6.14+, mm/filemap.c): copy first with page
     faults disabled; only when a copy made no progress, fault the source in, folio unlocked."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    note_loop_start(task)
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
@@ -231,6 +240,7 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
     """Broken: v6.14 without the late fault-in. A copy that makes no progress because the source
     is not resident is retried as it is, forever: nothing ever faults the source in."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    note_loop_start(task)
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
@@ -273,6 +283,7 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
     held. A source page that maps the folio being written faults into ``filemap_fault()``, which
     waits for that folio's lock: held by this very task."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    note_loop_start(task)
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
@@ -320,6 +331,7 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
     (fault_in_iov_iter_readable(i, bytes))``: any byte that cannot be faulted in fails the chunk
     with -EFAULT, so a chunk that is only partly readable writes nothing of its readable part."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
+    note_loop_start(task)
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
@@ -367,6 +379,18 @@ DESIGNS: dict[str, PerformWrite] = {
     "no-fault-in": generic_perform_write_no_fault_in,
     "faulting-copy": generic_perform_write_faulting_copy,
     "any-byte-check": generic_perform_write_any_byte_check,
+    "proposed": generic_perform_write_v6_14,
+}
+
+#: The form of iomap_write_iter() under each design: "prefault" (as merged through v6.18) or
+#: "copy-first" (the 2025 iomap posting of 665575cff098's change).
+IOMAP_LOOP: dict[str, str] = {
+    "v6.13": "prefault",
+    "v6.14": "prefault",
+    "no-fault-in": "prefault",
+    "faulting-copy": "prefault",
+    "any-byte-check": "prefault",
+    "proposed": "copy-first",
 }
 
 
@@ -430,7 +454,7 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
         return VM_FAULT_SIGBUS, None
     folio = mapping.i_pages.get(pgoff)
     if folio is None:
-        folio = Folio(mapping, pgoff, 0)
+        folio = filemap_alloc_folio(mapping, pgoff, 0)
         folio.owner = task
         filemap_add_folio(task, mapping, folio)
         task.emit((tp.FOLIO_LOCK, task.pid, folio.index, inode.i_ino))

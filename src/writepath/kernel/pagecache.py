@@ -8,10 +8,21 @@ Simplifications, each because nothing the write path returns depends on it:
 - ``i_pages`` is a dict keyed by every page index a folio covers, the way the xarray stores a
   multi-index entry; memory grows with folios touched, never with file offsets;
 - a fault reads an order-0 folio (readahead would build larger ones).
+
+Uninitialized memory. The page allocator does not clear the pages of a new page-cache folio
+(``filemap_alloc_folio()`` allocates without __GFP_ZERO): whatever a filesystem does not zero or
+fill keeps the bytes of whoever used that memory before. The model keeps, per folio, the sorted
+disjoint ``[start, end)`` byte ranges still uninitialized (``Folio.uninit``); every zeroing, every
+copy into the folio and every read from disk clears what it writes, and a copy *from* a user
+mapping of a folio carries those ranges along (``writepath.kernel.uaccess``). ``Folio.data`` holds
+zeros where memory is uninitialized, so a reader of ``data`` sees the masked value, and
+``stale_ranges()`` says where that value is not what the kernel would show. A folio built
+directly with ``Folio(...)`` (a file that already existed before the run) is fully initialized.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,17 +50,72 @@ def fgf_set_order(size: int) -> int:
     return shift - PAGE_SHIFT if shift > PAGE_SHIFT else 0
 
 
+Ranges = list[tuple[int, int]]
+
+
+def ranges_clear(ranges: Ranges, start: int, end: int) -> None:
+    """Remove [start, end) from sorted disjoint ``ranges``, in place."""
+    if not ranges or end <= start:
+        return
+    out: Ranges = []
+    for s, e in ranges:
+        if e <= start or s >= end:
+            out.append((s, e))
+            continue
+        if s < start:
+            out.append((s, start))
+        if e > end:
+            out.append((end, e))
+    ranges[:] = out
+
+
+def ranges_add(ranges: Ranges, start: int, end: int) -> None:
+    """Add [start, end) to sorted disjoint ``ranges``, merging neighbours, in place."""
+    if end <= start:
+        return
+    i = bisect.bisect_left(ranges, (start, start))
+    if i > 0 and ranges[i - 1][1] >= start:
+        i -= 1
+    j = i
+    while j < len(ranges) and ranges[j][0] <= end:
+        start = min(start, ranges[j][0])
+        end = max(end, ranges[j][1])
+        j += 1
+    ranges[i:j] = [(start, end)]
+
+
+def ranges_within(ranges: Ranges, start: int, end: int) -> Ranges:
+    """The parts of ``ranges`` inside [start, end)."""
+    out: Ranges = []
+    for s, e in ranges:
+        if e <= start:
+            continue
+        if s >= end:
+            break
+        out.append((max(s, start), min(e, end)))
+    return out
+
+
+class FolioData(bytearray):
+    """The memory of a folio's pages. It knows its folio, the way the kernel finds the folio of
+    any direct-map address (``virt_to_folio()``): a copy whose source is a user mapping of a
+    folio (the page table maps the folio's own memory) learns from it which source bytes are
+    uninitialized, without the page table keeping anything extra."""
+
+    __slots__ = ("folio",)
+    folio: Folio
+
+
 class Folio:
     """struct folio: ``1 << order`` pages of one file, with their flags and the folio lock.
 
     ``owner`` is the task holding the folio lock (PG_locked with an owner, as lockdep would see
-    it). ``bh_uptodate`` is the per-block uptodate state of buffer heads (fs/buffer.c) for a
-    filesystem that attaches them; blocks are one page in this model.
+    it). ``private`` is ``folio->private``: the filesystem's per-block state, an
+    ``IomapFolioState`` (fs/iomap) or the ``BufferHeads`` of fs/buffer.c, or None. ``uninit``
+    lists the byte ranges of the folio whose memory was never initialized.
     """
 
     __slots__ = (
-        "bh_new",
-        "bh_uptodate",
         "data",
         "dirty",
         "index",
@@ -57,6 +123,8 @@ class Folio:
         "nr_pages",
         "order",
         "owner",
+        "private",
+        "uninit",
         "uptodate",
     )
 
@@ -65,12 +133,19 @@ class Folio:
         self.index = index
         self.order = order
         self.nr_pages = 1 << order
-        self.data = bytearray(PAGE_SIZE << order)
+        self.data = FolioData(PAGE_SIZE << order)
+        self.data.folio = self
         self.uptodate = False
         self.dirty = False
         self.owner: Task | None = None
-        self.bh_uptodate: list[bool] | None = None
-        self.bh_new: list[bool] | None = None
+        self.private: BlockState | None = None
+        self.uninit: Ranges = []
+
+    @property
+    def bh_uptodate(self) -> list[bool] | None:
+        """Per-block (per-page) uptodate state, whichever structure keeps it; None if the folio
+        has none. Read-only: kept for callers outside the kernel model."""
+        return self.private.uptodate if self.private is not None else None
 
     def lock_name(self) -> str:
         return f"folio_lock({self.mapping.host.name}:{self.index})"
@@ -91,13 +166,39 @@ def offset_in_folio(folio: Folio, pos: int) -> int:
     return pos & ((PAGE_SIZE << folio.order) - 1)
 
 
+class BlockState:
+    """What ``folio->private`` points to for a filesystem with per-block state: at least a
+    per-block uptodate flag (blocks are one page in this model)."""
+
+    __slots__ = ("uptodate",)
+
+    def __init__(self, uptodate: list[bool]) -> None:
+        self.uptodate = uptodate
+
+
+def filemap_alloc_folio(mapping: AddressSpace, index: int, order: int) -> Folio:
+    """A new page-cache folio from the page allocator (mm/filemap.c, v6.18): not cleared, so
+    every byte of it is uninitialized until someone writes it."""
+    folio = Folio(mapping, index, order)
+    folio.uninit = [(0, PAGE_SIZE << order)]
+    return folio
+
+
+def folio_initialized(folio: Folio, start: int, end: int) -> None:
+    """Bytes [start, end) of the folio were written (zeroed, copied into, read from disk)."""
+    if folio.uninit:
+        ranges_clear(folio.uninit, start, end)
+
+
 def folio_zero_segments(folio: Folio, s1: int, e1: int, s2: int, e2: int) -> None:
     """Zero [s1, e1) and [s2, e2) of the folio (include/linux/highmem.h)."""
     data = folio.data
     if e1 > s1:
         data[s1:e1] = bytes(e1 - s1)
+        folio_initialized(folio, s1, e1)
     if e2 > s2:
         data[s2:e2] = bytes(e2 - s2)
+        folio_initialized(folio, s2, e2)
 
 
 def folio_zero_range(folio: Folio, start: int, length: int) -> None:
@@ -257,7 +358,7 @@ def __filemap_get_folio(
         # Not aligned for that order: the largest order the index is aligned to (__ffs(index)).
         order = (index & -index).bit_length() - 1
     while True:
-        folio = Folio(mapping, index & ~((1 << order) - 1), order)
+        folio = filemap_alloc_folio(mapping, index & ~((1 << order) - 1), order)
         if fgp_flags & FGP_LOCK:
             folio.owner = task  # __folio_set_locked() before insertion: never contended
         if filemap_add_folio(task, mapping, folio) == 0:
@@ -268,3 +369,36 @@ def __filemap_get_folio(
             # Someone inserted the page while we allocated: look it up again.
             return (yield from __filemap_get_folio(task, mapping, index, fgp_flags, 0))
         order -= 1
+
+
+def folio_block_uptodate(folio: Folio, k: int) -> bool:
+    """Whether page-sized block ``k`` of the folio holds valid data: the whole folio is
+    uptodate, or the filesystem's per-block state says that block is."""
+    if folio.uptodate:
+        return True
+    private = folio.private
+    return private is not None and private.uptodate[k]
+
+
+def stale_ranges(inode: Inode) -> list[tuple[int, int]]:
+    """File byte ranges [start, end) inside i_size that a reader of the file would be shown
+    uninitialized memory in: uninitialized bytes of an uptodate folio, or of an uptodate block
+    of a folio that is not uptodate. Sorted and merged."""
+    size = inode.i_size
+    out: Ranges = []
+    seen: set[int] = set()
+    for folio in inode.i_mapping.i_pages.values():
+        if not folio.uninit or id(folio) in seen:
+            continue
+        seen.add(id(folio))
+        base = folio.index << PAGE_SHIFT
+        for s, e in folio.uninit:
+            for k in range(s >> PAGE_SHIFT, ((e - 1) >> PAGE_SHIFT) + 1):
+                if not folio_block_uptodate(folio, k):
+                    continue
+                lo = max(s, k << PAGE_SHIFT)
+                hi = min(e, (k + 1) << PAGE_SHIFT)
+                lo, hi = base + lo, min(base + hi, size)
+                if lo < hi:
+                    ranges_add(out, lo, hi)
+    return out

@@ -173,6 +173,15 @@ def note_no_progress(task: Task, key: tuple[int, ...], limit: int = 100_000) -> 
     task.stall_key = full
 
 
+def note_loop_start(task: Task) -> None:
+    """A write loop begins: the no-progress record belongs to one loop invocation, as the
+    loop's own variables do. Without this reset a zero-progress pass of an earlier call (say a
+    pwrite that failed with EFAULT) would make the first zero-progress pass of the next call
+    look like a repetition."""
+    task.stall_key = None
+    task.stalls = 0
+
+
 def note_progress(task: Task) -> None:
     task.stall_key = None
     task.stalls = 0

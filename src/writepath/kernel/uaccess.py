@@ -9,6 +9,11 @@ The copy is byte-exact: with page faults disabled it stops at the first byte who
 present and reports the rest as not copied, as ``rep movsb`` (FSRM, this model's CPU) does after the
 exception-table fixup. Where source and destination are the same memory, the copy is the forward
 byte copy ``rep movsb`` architecturally performs, not a snapshot (see ``forward_copy``).
+
+A copy into a page-cache folio also moves the folio's record of uninitialized memory
+(``writepath.kernel.pagecache``): the bytes it writes are initialized, unless the source bytes
+were themselves uninitialized memory of a folio mapped into user space, which the copy carries
+over byte for byte. The check costs one type test per page when no folio is involved.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE, USER_PTR_MAX
 from writepath.kernel.mm import do_user_addr_fault
+from writepath.kernel.pagecache import FolioData, Ranges, ranges_add, ranges_clear, ranges_within
 from writepath.kernel.task import PAGE_FAULT, Sleeps, Task
 
 
@@ -60,6 +66,33 @@ def forward_copy(dst: bytearray, doff: int, src: bytearray | bytes, soff: int, n
         dst[doff : doff + n] = src[soff : soff + n]
 
 
+def _carry_uninit(
+    dst: FolioData | None, doff: int, src: bytearray | bytes, soff: int, n: int
+) -> None:
+    """Update the uninitialized ranges after ``forward_copy(dst, doff, src, soff, n)``."""
+    src_uninit: Ranges = []
+    if type(src) is FolioData and src.folio.uninit:
+        if src is dst and soff < doff < soff + n:
+            # The forward copy repeats src[soff:doff]: so does its uninitialized part.
+            period = doff - soff
+            base = ranges_within(src.folio.uninit, soff, doff)
+            for rep in range(0, n, period):
+                for s, e in base:
+                    lo, hi = s - soff + rep, min(e - soff + rep, n)
+                    if lo < hi:
+                        src_uninit.append((lo, hi))
+        else:
+            within = ranges_within(src.folio.uninit, soff, soff + n)
+            src_uninit = [(s - soff, e - soff) for s, e in within]
+    if dst is None:
+        return
+    uninit = dst.folio.uninit
+    if uninit:
+        ranges_clear(uninit, doff, doff + n)
+    for s, e in src_uninit:
+        ranges_add(uninit, doff + s, doff + e)
+
+
 def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int) -> int:
     """Copy ``n`` user bytes at ``src`` to ``dst[doff:]`` with page faults disabled.
 
@@ -67,6 +100,7 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int) 
     access_ok(). This is the atomic form: it never sleeps, so it is a plain function.
     """
     pte = task.mm.pte
+    folio_dst = dst if type(dst) is FolioData else None
     task.emit((tp.STAC, task.pid, src, n))
     copied = 0
     while copied < n:
@@ -84,6 +118,8 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int) 
             k = n - copied
         buf, boff = ref
         forward_copy(dst, doff + copied, buf, boff + off, k)
+        if (folio_dst is not None and folio_dst.folio.uninit) or type(buf) is FolioData:
+            _carry_uninit(folio_dst, doff + copied, buf, boff + off, k)
         copied += k
     task.emit((tp.CLAC, task.pid, None, None))
     return n - copied

@@ -3,7 +3,8 @@
 Follows v6.16–v6.18, where regular ext4 files use large folios (up to MAX_PAGECACHE_ORDER):
 ``ext4_buffered_write_iter``, ``ext4_da_write_begin`` with ``ext4_block_write_begin``,
 ``ext4_da_write_end``/``ext4_da_do_write_end`` and ``ext4_read_folio`` (via
-``block_read_full_folio``). The two behaviours that matter to the write loop:
+``block_read_full_folio``), over buffer heads (``writepath.kernel.buffer``). The two
+behaviours that matter to the write loop:
 
 - write_begin *reads* a block the write covers only in part, if the block holds data on disk
   and the folio is not uptodate; a block that is a hole is zeroed around the write instead;
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import (
+    BufferHeads,
+    __block_write_begin_int,
     block_read_full_folio,
     block_write_end,
-    folio_create_empty_buffers,
-    read_block,
     zero_partial_block,
 )
-from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT
 from writepath.kernel.filemap import filemap_fault, generic_write_checks
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
@@ -40,7 +41,6 @@ from writepath.kernel.pagecache import (
     folio_pos,
     folio_size,
     folio_unlock,
-    folio_zero_segments,
 )
 from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
 from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
@@ -49,54 +49,23 @@ from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
 EXT4_MAX_SIZE_4K = ((1 << 32) - 1) << 12
 
 
-def _block_has_data(inode: Inode, index: int) -> bool:
-    return index in inode.disk
+def ext4_da_get_block_prep(inode: Inode, index: int, bhs: BufferHeads, k: int) -> int:
+    """ext4_da_get_block_prep() → ext4_da_map_blocks() (fs/ext4/inode.c, v6.18): a block with
+    data on disk is mapped; a hole, or a block already delayed, is mapped to a delayed
+    allocation and marked new and delay (a hole gets its reservation here)."""
+    bhs.mapped[k] = True
+    if index in inode.disk:
+        return 0
+    inode.delalloc.add(index)
+    bhs.new[k] = True
+    bhs.delay[k] = True
+    return 0
 
 
 def ext4_block_write_begin(task: Task, folio: Folio, pos: int, len: int) -> int:
-    """Map each block the write touches (ext4_da_get_block_prep); read from disk a mapped
-    block the write covers only in part, zero around the write a block that is new."""
-    inode = folio.mapping.host
-    folio_create_empty_buffers(folio)
-    assert folio.bh_uptodate is not None and folio.bh_new is not None
-    start = pos - folio_pos(folio)
-    end = start + len
-    for k in range(folio.nr_pages):
-        block_start = k * PAGE_SIZE
-        block_end = block_start + PAGE_SIZE
-        if block_end <= start or block_start >= end:
-            if folio.uptodate:
-                folio.bh_uptodate[k] = True
-            continue
-        folio.bh_new[k] = False
-        index = folio.index + k
-        if not _block_has_data(inode, index) and index not in inode.delalloc:
-            # A hole: ext4_da_get_block_prep() reserves a delayed block; the buffer is new.
-            inode.delalloc.add(index)
-            if folio.uptodate:
-                folio.bh_uptodate[k] = True
-                continue
-            folio.bh_new[k] = True
-            if block_end > end or block_start < start:
-                folio_zero_segments(
-                    folio,
-                    max(end, block_start),
-                    block_end,
-                    block_start,
-                    max(start, block_start),
-                )
-            continue
-        if folio.uptodate:
-            folio.bh_uptodate[k] = True
-            continue
-        if (
-            not folio.bh_uptodate[k]
-            and index not in inode.delalloc
-            and (block_start < start or block_end > end)
-        ):
-            read_block(inode, folio, k)
-            folio.bh_uptodate[k] = True
-    return 0
+    """ext4_block_write_begin() (fs/ext4/inode.c, v6.18): ext4's own copy of
+    ``__block_write_begin_int()`` (it adds fscrypt, not modelled) with the delalloc get_block."""
+    return __block_write_begin_int(task, folio, pos, len, ext4_da_get_block_prep)
 
 
 def ext4_da_write_begin(

@@ -25,6 +25,7 @@ from writepath.kernel.pagecache import (
     Folio,
     __filemap_get_folio,
     filemap_add_folio,
+    filemap_alloc_folio,
     folio_lock,
     folio_mark_dirty,
     folio_mark_uptodate,
@@ -113,7 +114,7 @@ def shmem_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | N
         return VM_FAULT_SIGBUS, None
     folio = mapping.i_pages.get(pgoff)
     if folio is None:
-        folio = Folio(mapping, pgoff, 0)
+        folio = filemap_alloc_folio(mapping, pgoff, 0)
         folio.owner = task
         filemap_add_folio(task, mapping, folio)
         task.emit((tp.FOLIO_LOCK, task.pid, folio.index, inode.i_ino))
