@@ -131,6 +131,11 @@ def make_operations(backing: str, log_path: str) -> Any:
             os.close(fh)
             return 0
 
+        def lseek(self, path: str, offset: int, whence: int, fh: int) -> int:
+            # SEEK_DATA/SEEK_HOLE answered from the backing file, so that a sparse file can be
+            # walked (and read back by the oracle) without reading its holes.
+            return os.lseek(fh, offset, whence)
+
         def statfs(self, path: str) -> dict[str, int]:
             st = os.statvfs(self.root)
             keys = ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree")
@@ -150,7 +155,16 @@ def main(argv: list[str]) -> int:
         print("mfusepy is not installed (pip install mfusepy)", file=sys.stderr)
         return 3
     backing, mountpoint, log_path = argv
-    mfusepy.FUSE(
+
+    class FUSE(mfusepy.FUSE):  # type: ignore[misc]
+        """mfusepy with the FUSE_LSEEK callback, which it lists but does not wrap."""
+
+        def lseek(self, path: bytes | None, offset: int, whence: int, fip: Any) -> int:
+            name = None if path is None else path.decode(self.encoding, self.errors)
+            result: int = self.operations.lseek(name, offset, whence, fip.contents.fh)
+            return result
+
+    FUSE(
         make_operations(backing, log_path),
         mountpoint,
         foreground=True,

@@ -326,7 +326,10 @@ class FsPool(AbstractContextManager["FsPool"]):
         if ctypes.util.find_library("fuse3") is None:
             raise Unavailable("the fuse daemon needs libfuse3 (Debian package fuse3)")
         work = self._tmp()
-        backing = os.path.join(work, "backing")
+        # The backing files live on tmpfs where there is one: its size limit is the VFS's own
+        # (MAX_LFS_FILESIZE), as is fuse's, so the daemon never refuses what the kernel allows.
+        on_tmpfs = os.path.isdir("/dev/shm") and fs_type_of("/dev/shm") == "tmpfs"
+        backing = os.path.join(self._tmp("/dev/shm") if on_tmpfs else work, "backing")
         mnt = os.path.join(work, "mnt")
         log = os.path.join(work, "fuse-writes.log")
         os.mkdir(backing)

@@ -166,7 +166,8 @@ def fuse_daemon_write(inode: Inode, pos: int, data: bytes) -> None:
 
 def fuse_perform_write(task: Task, iocb: Kiocb, ii: IovIter) -> Sleeps[int]:
     """fuse_perform_write(): requests until the source is used up, a request comes back short
-    or one copies nothing; then i_size = pos if larger (fuse_write_update_attr())."""
+    or one copies nothing; then, if anything was written, i_size = pos if larger
+    (fuse_write_update_attr())."""
     inode = iocb.ki_filp.f_inode
     task.emit((tp.ENTER, task.pid, "fuse_perform_write", ii.count))
     note_loop_start(task)
@@ -189,7 +190,8 @@ def fuse_perform_write(task: Task, iocb: Kiocb, ii: IovIter) -> Sleeps[int]:
         yield COND_RESCHED
         if err or not ii.count:
             break
-    if pos > inode.i_size:
+    # fuse_write_update_attr(): i_size moves only when something was written.
+    if res > 0 and pos > inode.i_size:
         i_size_write(task, inode, pos)
     if res:
         iocb.ki_pos += res
