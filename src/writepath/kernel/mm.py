@@ -7,7 +7,9 @@ v6.14–v6.18.
 The page table maps a virtual page number to ``(buffer, offset)``: the bytes a user access at
 that page reads. An anonymous page owns its buffer; a file page is a window into its folio's
 ``data``, so a mapping of the file being written aliases the folio the write copies into, exactly
-as in the kernel. Untouched anonymous memory reads the shared zero page.
+as in the kernel (and, being a ``FolioData``, carries the folio's record of uninitialized bytes
+into any copy from it). Anonymous pages and the shared zero page read as zeros: they are never
+uninitialized. Untouched anonymous memory reads the shared zero page.
 
 Simplifications: read faults only (the write path never stores to user memory); no fault-around
 beyond the faulting page; no mmap_lock (the model's faults cannot race with munmap inside one

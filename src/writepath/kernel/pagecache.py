@@ -97,13 +97,15 @@ def ranges_within(ranges: Ranges, start: int, end: int) -> Ranges:
 
 
 class FolioData(bytearray):
-    """The memory of a folio's pages. It knows its folio, the way the kernel finds the folio of
-    any direct-map address (``virt_to_folio()``): a copy whose source is a user mapping of a
-    folio (the page table maps the folio's own memory) learns from it which source bytes are
-    uninitialized, without the page table keeping anything extra."""
+    """The memory of a folio's pages. It shares its folio's list of uninitialized ranges, the
+    way the kernel finds the folio (and so its state) of any direct-map address
+    (``virt_to_folio()``): a copy whose source is a user mapping of a folio (the page table maps
+    the folio's own memory) learns which source bytes are uninitialized without the page table
+    keeping anything extra. It holds the list, not the folio, so that no reference cycle keeps a
+    dropped folio alive."""
 
-    __slots__ = ("folio",)
-    folio: Folio
+    __slots__ = ("uninit",)
+    uninit: Ranges
 
 
 class Folio:
@@ -134,12 +136,13 @@ class Folio:
         self.order = order
         self.nr_pages = 1 << order
         self.data = FolioData(PAGE_SIZE << order)
-        self.data.folio = self
         self.uptodate = False
         self.dirty = False
         self.owner: Task | None = None
         self.private: BlockState | None = None
+        # One list, shared with ``data`` and only ever changed in place.
         self.uninit: Ranges = []
+        self.data.uninit = self.uninit
 
     @property
     def bh_uptodate(self) -> list[bool] | None:
@@ -180,7 +183,7 @@ def filemap_alloc_folio(mapping: AddressSpace, index: int, order: int) -> Folio:
     """A new page-cache folio from the page allocator (mm/filemap.c, v6.18): not cleared, so
     every byte of it is uninitialized until someone writes it."""
     folio = Folio(mapping, index, order)
-    folio.uninit = [(0, PAGE_SIZE << order)]
+    folio.uninit.append((0, PAGE_SIZE << order))
     return folio
 
 

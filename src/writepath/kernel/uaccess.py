@@ -71,22 +71,22 @@ def _carry_uninit(
 ) -> None:
     """Update the uninitialized ranges after ``forward_copy(dst, doff, src, soff, n)``."""
     src_uninit: Ranges = []
-    if type(src) is FolioData and src.folio.uninit:
+    if type(src) is FolioData and src.uninit:
         if src is dst and soff < doff < soff + n:
             # The forward copy repeats src[soff:doff]: so does its uninitialized part.
             period = doff - soff
-            base = ranges_within(src.folio.uninit, soff, doff)
+            base = ranges_within(src.uninit, soff, doff)
             for rep in range(0, n, period):
                 for s, e in base:
                     lo, hi = s - soff + rep, min(e - soff + rep, n)
                     if lo < hi:
                         src_uninit.append((lo, hi))
         else:
-            within = ranges_within(src.folio.uninit, soff, soff + n)
+            within = ranges_within(src.uninit, soff, soff + n)
             src_uninit = [(s - soff, e - soff) for s, e in within]
     if dst is None:
         return
-    uninit = dst.folio.uninit
+    uninit = dst.uninit
     if uninit:
         ranges_clear(uninit, doff, doff + n)
     for s, e in src_uninit:
@@ -118,7 +118,7 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int) 
             k = n - copied
         buf, boff = ref
         forward_copy(dst, doff + copied, buf, boff + off, k)
-        if (folio_dst is not None and folio_dst.folio.uninit) or type(buf) is FolioData:
+        if (folio_dst is not None and folio_dst.uninit) or type(buf) is FolioData:
             _carry_uninit(folio_dst, doff + copied, buf, boff + off, k)
         copied += k
     task.emit((tp.CLAC, task.pid, None, None))
