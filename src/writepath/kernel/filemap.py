@@ -99,7 +99,9 @@ def copy_folio_from_iter_faulting(
     task.emit((tp.ENTER, task.pid, "copy_folio_from_iter", nbytes))
     copied = 0
     while copied < nbytes:
-        n = __copy_from_iter(task, folio.data, offset + copied, nbytes - copied, i)
+        n = __copy_from_iter(
+            task, folio.data, offset + copied, nbytes - copied, i, "copy_folio_from_iter"
+        )
         copied += n
         if copied == nbytes or not i.count:
             break
@@ -500,6 +502,7 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
     mapping = inode.i_mapping
     if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
         return VM_FAULT_SIGBUS, None
+    tp.trace_mm_filemap_fault(task, inode.name, pgoff)
     folio = mapping.i_pages.get(pgoff)
     if folio is None:
         folio = filemap_alloc_folio(mapping, pgoff, 0)

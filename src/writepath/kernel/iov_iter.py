@@ -140,23 +140,29 @@ def iov_iter_revert(i: IovIter, unroll: int) -> None:
         unroll -= n
 
 
-def copy_from_user_iter(task: Task, uaddr: int, length: int, to: bytearray, toff: int) -> int:
-    """The user step of __copy_from_iter(): access_ok(), then one raw copy; bytes not copied."""
+def copy_from_user_iter(
+    task: Task, uaddr: int, length: int, to: bytearray, toff: int, ip: str
+) -> int:
+    """The user step of __copy_from_iter(): access_ok(), then one raw copy; bytes not copied.
+    Inlined, like the whole iteration, into the copy function ``ip`` names."""
     if access_ok(uaddr, length):
-        return raw_copy_from_user(task, to, toff, uaddr, length)
+        return raw_copy_from_user(task, to, toff, uaddr, length, ip)
     return length
 
 
-def __copy_from_iter(task: Task, to: bytearray, toff: int, length: int, i: IovIter) -> int:
+def __copy_from_iter(
+    task: Task, to: bytearray, toff: int, length: int, i: IovIter, ip: str = "_copy_from_iter"
+) -> int:
     """Copy up to ``length`` bytes from the iterator to ``to[toff:]`` and advance it
     (``iterate_and_advance()`` with ``copy_from_user_iter``). Returns the bytes copied; stops at
-    the first segment that comes up short."""
+    the first segment that comes up short. ``ip`` is the function it is inlined into, where a
+    fault is taken: ``_copy_from_iter`` for a plain ``copy_from_iter()``."""
     if i.count < length:
         length = i.count
     if not length:
         return 0
     if i.iter_type == ITER_UBUF:
-        remain = copy_from_user_iter(task, i.ubuf + i.iov_offset, length, to, toff)
+        remain = copy_from_user_iter(task, i.ubuf + i.iov_offset, length, to, toff, ip)
         progress = length - remain
         i.iov_offset += progress
         i.count -= progress
@@ -172,7 +178,7 @@ def __copy_from_iter(task: Task, to: bytearray, toff: int, length: int, i: IovIt
         if part > length:
             part = length
         if part:
-            remain = copy_from_user_iter(task, base + skip, part, to, toff + progress)
+            remain = copy_from_user_iter(task, base + skip, part, to, toff + progress, ip)
             consumed = part - remain
             progress += consumed
             skip += consumed
@@ -204,7 +210,7 @@ def copy_page_from_iter_atomic(
     copied = 0
     if page_copy_sane(folio, offset, nbytes) and i.data_source:
         pagefault_disable(task)  # kmap_atomic()
-        copied = __copy_from_iter(task, folio.data, offset, nbytes, i)
+        copied = __copy_from_iter(task, folio.data, offset, nbytes, i, "copy_page_from_iter_atomic")
         pagefault_enable(task)
     task.emit((tp.COPY, task.pid, nbytes, copied))
     task.emit((tp.EXIT, task.pid, "copy_page_from_iter_atomic", copied))
@@ -222,7 +228,9 @@ def copy_folio_from_iter_atomic(
     if page_copy_sane(folio, offset, nbytes) and i.data_source:
         while True:
             pagefault_disable(task)
-            n = __copy_from_iter(task, folio.data, offset, nbytes - copied, i)
+            n = __copy_from_iter(
+                task, folio.data, offset, nbytes - copied, i, "copy_folio_from_iter_atomic"
+            )
             pagefault_enable(task)
             copied += n
             offset += n

@@ -315,7 +315,11 @@ def filemap_get_folio(mapping: AddressSpace, index: int) -> Folio | None:
 
 
 def filemap_add_folio(task: Task, mapping: AddressSpace, folio: Folio) -> int:
-    """Insert a folio; -EEXIST if any page of its range is already cached."""
+    """Insert a folio; -EEXIST if any page of its range is already cached.
+
+    __filemap_add_folio() fires mm_filemap_add_to_page_cache. shmem inserts its folios with
+    shmem_add_to_page_cache() instead, which has no tracepoint: the model's tmpfs shares this
+    function, so the tracepoint is skipped for shmem mappings."""
     pages = mapping.i_pages
     first = folio.index
     for index in range(first, first + folio.nr_pages):
@@ -324,10 +328,17 @@ def filemap_add_folio(task: Task, mapping: AddressSpace, folio: Folio) -> int:
     for index in range(first, first + folio.nr_pages):
         pages[index] = folio
     task.kernel.generation += 1
+    if mapping.a_ops.name != "shmem_aops":
+        tp.trace_mm_filemap_add_to_page_cache(task, mapping.host.name, first, folio.order)
     return 0
 
 
 def filemap_remove_folio(task: Task, folio: Folio) -> None:
+    """filemap_remove_folio() → __filemap_remove_folio(), which fires
+    mm_filemap_delete_from_page_cache."""
+    tp.trace_mm_filemap_delete_from_page_cache(
+        task, folio.mapping.host.name, folio.index, folio.order
+    )
     pages = folio.mapping.i_pages
     for index in range(folio.index, folio.index + folio.nr_pages):
         del pages[index]

@@ -23,6 +23,7 @@ from writepath.kernel.constants import OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE, USER_
 from writepath.kernel.mm import do_user_addr_fault
 from writepath.kernel.pagecache import FolioData, Ranges, ranges_add, ranges_clear, ranges_within
 from writepath.kernel.task import PAGE_FAULT, Sleeps, Task
+from writepath.kernel.tracepoints import trace_page_fault_kernel
 
 
 def access_ok(addr: int, size: int) -> bool:
@@ -93,11 +94,14 @@ def _carry_uninit(
         ranges_add(uninit, doff + s, doff + e)
 
 
-def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int) -> int:
+def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int, ip: str) -> int:
     """Copy ``n`` user bytes at ``src`` to ``dst[doff:]`` with page faults disabled.
 
     One user-access window. Returns the number of bytes *not* copied. The caller checked
     access_ok(). This is the atomic form: it never sleeps, so it is a plain function.
+    ``copy_user_generic()`` is inlined into its caller, so a fault's ip is the caller: ``ip``
+    names it. With FSRM the copy is one ``rep movsb``: the first page that is not present
+    faults once and the exception table ends the copy there (no byte-wise retry).
     """
     pte = task.mm.pte
     folio_dst = dst if type(dst) is FolioData else None
@@ -107,6 +111,7 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int) 
         addr = src + copied
         ref = pte.get(addr >> PAGE_SHIFT)
         if ref is None:
+            trace_page_fault_kernel(task, addr, ip)
             # The CPU faults. With faults disabled the handler refuses and the exception table
             # ends the copy here; otherwise the caller handles the fault and resumes.
             if task.pagefault_disabled:
@@ -129,10 +134,12 @@ def get_user_byte(task: Task, addr: int) -> Sleeps[bool]:
     """``unsafe_get_user()`` of one byte inside an open window: fault the page in if needed.
 
     Returns False where the access faults and cannot be resolved (the ``goto out`` of the
-    exception table). The byte read is discarded: only the fault matters to callers.
+    exception table). Its only caller is fault_in_readable(), where the access is inlined: the
+    fault's ip. The byte read is discarded: only the fault matters to callers.
     """
     if (addr >> PAGE_SHIFT) in task.mm.pte:
         return True
+    trace_page_fault_kernel(task, addr, "fault_in_readable")
     if task.pagefault_disabled:
         task.emit((tp.PAGE_FAULT, task.pid, addr, tp.FAULT_REFUSED))
         return False

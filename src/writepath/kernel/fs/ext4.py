@@ -76,6 +76,7 @@ def ext4_da_write_begin(
 ) -> Sleeps[tuple[int, Folio | None, object]]:
     """ext4_da_write_begin(): a folio sized for the write, its blocks prepared."""
     task.emit((tp.ENTER, task.pid, "ext4_da_write_begin", pos))
+    tp.trace_ext4_write_begin(task, "ext4_da_write_begin", mapping.host.name, pos, len)
     index = pos >> PAGE_SHIFT
     folio = yield from __filemap_get_folio(task, mapping, index, FGP_WRITEBEGIN, fgf_set_order(len))
     assert folio is not None
@@ -101,6 +102,7 @@ def ext4_da_write_end(
     uptodate becomes a zero copy; i_size = pos + copied if that is larger (also for a zero
     copy beyond EOF); then the tail of the old last block is zeroed up to ``pos``."""
     task.emit((tp.ENTER, task.pid, "ext4_da_write_end", copied))
+    tp.trace_ext4_write_end(task, "ext4_da_write_end", mapping.host.name, pos, len, copied)
     inode = mapping.host
     if copied < len and not folio.uptodate:
         copied = 0
