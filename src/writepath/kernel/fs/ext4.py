@@ -189,6 +189,7 @@ def ext4_write_begin(
     """ext4_write_begin() (fs/ext4/inode.c, v6.18): a folio sized for the write (order 0 where
     the mapping has no large folios), its blocks mapped and allocated by ext4_get_block()."""
     task.emit((tp.ENTER, task.pid, "ext4_write_begin", pos))
+    tp.trace_ext4_write_begin(task, "ext4_write_begin", mapping.host.name, pos, len)
     index = pos >> PAGE_SHIFT
     folio = yield from __filemap_get_folio(task, mapping, index, FGP_WRITEBEGIN, fgf_set_order(len))
     assert folio is not None
@@ -227,6 +228,7 @@ def ext4_write_end(
     beyond EOF too), folio unlocked, the old EOF block's tail zeroed up to ``pos``; if the write
     asked for more than i_size now covers, the blocks allocated beyond EOF are truncated."""
     task.emit((tp.ENTER, task.pid, "ext4_write_end", copied))
+    tp.trace_ext4_write_end(task, "ext4_write_end", mapping.host.name, pos, len, copied)
     inode = mapping.host
     old_size = inode.i_size
     copied = block_write_end(task, pos, len, copied, folio)
@@ -259,6 +261,7 @@ def ext4_journalled_write_end(
     buffers go to the journal (write_end_fn) and the folio is uptodate if no buffer is left
     partial. Then i_size, the EOF tail and the failed-write truncation as in ext4_write_end()."""
     task.emit((tp.ENTER, task.pid, "ext4_journalled_write_end", copied))
+    tp.trace_ext4_write_end(task, "ext4_journalled_write_end", mapping.host.name, pos, len, copied)
     inode = mapping.host
     old_size = inode.i_size
     start = pos - folio_pos(folio)
