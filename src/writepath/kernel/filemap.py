@@ -43,6 +43,7 @@ from writepath.kernel.constants import DIV_ROUND_UP, PAGE_SIZE
 from writepath.kernel.iov_iter import (
     IovIter,
     __copy_from_iter,
+    copy_folio_from_iter_atomic,
     copy_page_from_iter_atomic,
     fault_in_iov_iter_readable,
     iov_iter_current_addr,
@@ -113,6 +114,10 @@ def copy_folio_from_iter_faulting(
     return copied
 
 
+#: Designs built on the v6.13 loop, whose kernels copied with copy_page_from_iter_atomic().
+PRE_V6_16_COPY = frozenset({"v6.13", "any-byte-check"})
+
+
 def _write_chunk(
     task: Task,
     file: File,
@@ -125,7 +130,11 @@ def _write_chunk(
 ) -> Sleeps[tuple[int, int, int]]:
     """One pass of the loop body from ``write_begin`` to the revert after ``write_end``.
 
-    ``faulting`` selects the broken design's copy with page faults enabled.
+    ``faulting`` selects the broken design's copy with page faults enabled. The designs of the
+    v6.13 loop copy with ``copy_page_from_iter_atomic()`` of their time; the others with
+    ``copy_folio_from_iter_atomic()`` of v6.16+, the kernel the filesystems here follow (ext4
+    large folios) and the oracle runs: its retry after a short copy is a second fault at the
+    same address, which the real kernel's trace shows.
     Returns ``(status, copied, bytes)``: write_end's verdict (or write_begin's error), what the
     copy moved, and the chunk size after clamping it to the folio. On return the folio is unlocked
     and the iterator stands after the bytes write_end accepted.
@@ -138,9 +147,11 @@ def _write_chunk(
         nbytes = folio_size(folio) - offset
     if faulting:
         copied = yield from copy_folio_from_iter_faulting(task, folio, offset, nbytes, i)
-    else:
+    elif task.kernel.design in PRE_V6_16_COPY:
         # The atomic copy cannot sleep: a plain call, no scheduling point.
         copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
+    else:
+        copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
     status = a_ops.write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
     if status != copied:
         iov_iter_revert(i, copied - max(status, 0))

@@ -17,7 +17,9 @@ uptodate with ``iomap_set_range_uptodate()``. If that makes the folio uptodate,
 ``__iomap_write_end()`` accepts a short copy, and the bytes the copy did not reach keep whatever
 the freshly allocated (uncleared) folio held.
 
-Simplified: the write is one mapping whose type is decided block by block from the model's disk
+The mappings are walked with ``iomap_iter()`` (``writepath.kernel.fs.iomap_iter``) over the
+filesystem's ``iomap_ops``. Simplified: within a mapping the type is decided block by block from
+the model's disk
 (a block with data on disk below EOF is IOMAP_MAPPED, anything else needs zeroing, as a
 delalloc or hole mapping does); no IOMAP_NOWAIT, IOMAP_UNSHARE, inline data or buffer-head
 mappings; ``iomap_write_failed()`` drops whole folios beyond EOF and does not zero a partial one;
@@ -29,6 +31,15 @@ from __future__ import annotations
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import read_block
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.fs.iomap_iter import (
+    IOMAP_WRITE,
+    IomapBegin,
+    IomapEnd,
+    IomapIter,
+    iomap_iter,
+    iomap_iter_advance,
+    iomap_length,
+)
 from writepath.kernel.iov_iter import (
     IovIter,
     copy_folio_from_iter_atomic,
@@ -254,21 +265,19 @@ def iomap_write_failed(task: Task, inode: Inode, pos: int, len: int) -> None:
                 filemap_remove_folio(task, folio)
 
 
-def iomap_write_iter(task: Task, iocb: Kiocb, i: IovIter, copy_first: bool) -> Sleeps[int]:
-    """iomap_write_iter() (v6.18) with the loop ``iomap_file_buffered_write()`` runs it in.
+def iomap_write_iter(task: Task, it: IomapIter, i: IovIter, copy_first: bool) -> Sleeps[int]:
+    """iomap_write_iter() (v6.18): write what the current mapping covers of the iterator.
 
     ``copy_first=False`` is the loop as merged through v6.18: prefault the chunk, then copy
     atomically. ``copy_first=True`` is the same loop with the change of 665575cff098 applied,
     as posted for iomap in 2025 (Jinliang Zheng's v2 of 31 Jul 2025, after Dave Hansen's of
     Jan 2025; not merged): no prefault; after a copy write_end accepted nothing and that copied
     nothing, fault the source in with the folio unlocked and fail with EFAULT if none of it
-    could be.
+    could be. A chunk never reaches past the mapping (``iomap_length()``); the loop ends with the
+    mapping. Returns 0 if anything was written, else the status, as the kernel's does.
     """
-    task.emit((tp.ENTER, task.pid, "iomap_write_iter", i.count))
-    note_loop_start(task)
-    inode = iocb.ki_filp.f_inode
+    inode = it.inode
     mapping = inode.i_mapping
-    pos = iocb.ki_pos
     chunk = mapping_max_folio_size(mapping)
     total_written = 0
     status = 0
@@ -278,8 +287,9 @@ def iomap_write_iter(task: Task, iocb: Kiocb, i: IovIter, copy_first: bool) -> S
         if not retry:
             nbytes = i.count
         retry = False
+        pos = it.pos
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        nbytes = min(chunk - offset, nbytes, iomap_length(it))
         if not copy_first and (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
             break
@@ -309,12 +319,32 @@ def iomap_write_iter(task: Task, iocb: Kiocb, i: IovIter, copy_first: bool) -> S
         else:
             note_progress(task)
             total_written += written
-            pos += written
-        if not i.count:
+            iomap_iter_advance(it, written)
+        if not i.count or not iomap_length(it):
             break
-    ret = total_written if total_written else status
-    if total_written:
-        iocb.ki_pos += total_written
+    return 0 if total_written else status
+
+
+def iomap_file_buffered_write(
+    task: Task,
+    iocb: Kiocb,
+    i: IovIter,
+    copy_first: bool,
+    begin: IomapBegin,
+    end: IomapEnd | None,
+) -> Sleeps[int]:
+    """iomap_file_buffered_write() (v6.18): walk the filesystem's mappings of the write with
+    ``iomap_iter()`` (``begin``/``end`` are its ``iomap_ops``), writing each with
+    ``iomap_write_iter()``; the bytes written if any, else the error."""
+    task.emit((tp.ENTER, task.pid, "iomap_write_iter", i.count))
+    note_loop_start(task)
+    it = IomapIter(iocb.ki_filp.f_inode, iocb.ki_pos, i.count, (IOMAP_WRITE,))
+    while (ret := iomap_iter(task, it, begin, end)) > 0:
+        it.status = yield from iomap_write_iter(task, it, i, copy_first)
+    written = it.pos - iocb.ki_pos
+    if written > 0:
+        iocb.ki_pos += written
+        ret = written
     task.emit((tp.EXIT, task.pid, "iomap_write_iter", ret))
     return ret
 

@@ -16,12 +16,23 @@ from __future__ import annotations
 from writepath.kernel.buffer import zero_partial_block
 from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER
 from writepath.kernel.filemap import IOMAP_LOOP, filemap_fault, generic_write_checks
-from writepath.kernel.fs.iomap import iomap_read_folio, iomap_write_iter
+from writepath.kernel.fs.iomap import iomap_file_buffered_write, iomap_read_folio
+from writepath.kernel.fs.iomap_iter import (
+    IOMAP_WRITE,
+    IOMAP_ZERO,
+    Iomap,
+    IomapIter,
+    iomap_iter,
+    iomap_iter_advance,
+    iomap_length,
+)
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import AddressSpace, AddressSpaceOperations, Folio
 from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
-from writepath.kernel.vfs import File, FileSystem, Kiocb
+from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb
+
+BLOCK_SHIFT = 12
 
 
 def xfs_no_write_begin(
@@ -43,6 +54,78 @@ def xfs_no_write_end(
     raise NotImplementedError("xfs writes through iomap_write_iter(), not ->write_end")
 
 
+def _has_data(inode: Inode, block: int) -> bool:
+    """A block the data fork maps: written on disk, or reserved as delalloc by a write."""
+    return block in inode.disk or block in inode.delalloc
+
+
+def _next_data(inode: Inode, block: int) -> int | None:
+    """The first mapped block after ``block``, None if there is none."""
+    after = [b for b in (*inode.disk, *inode.delalloc) if b > block]
+    return min(after) if after else None
+
+
+def xfs_buffered_write_iomap_begin(
+    task: Task, inode: Inode, pos: int, length: int, flags: tuple[str, ...]
+) -> Iomap:
+    """xfs_buffered_write_iomap_begin() (fs/xfs/xfs_iomap.c): the extent of the data fork
+    containing ``pos`` if there is one; else, for zeroing, the hole up to the next extent, and
+    for a write a new delalloc reservation over the hole, up to the end of the write or the
+    next extent (IOMAP_F_NEW).
+
+    Simplified: written and delalloc extents that touch are one extent here (the kernel keeps
+    them apart), and there is no speculative preallocation beyond EOF (small files get none).
+    """
+    first = pos >> BLOCK_SHIFT
+    end_fsb = (pos + length + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    if _has_data(inode, first):
+        start, stop = first, first + 1
+        while _has_data(inode, start - 1):
+            start -= 1
+        while _has_data(inode, stop):
+            stop += 1
+        return Iomap(start << BLOCK_SHIFT, (stop - start) << BLOCK_SHIFT)
+    nxt = _next_data(inode, first)
+    stop = end_fsb if nxt is None else min(nxt, end_fsb)
+    if IOMAP_ZERO in flags:
+        return Iomap(first << BLOCK_SHIFT, (stop - first) << BLOCK_SHIFT)
+    inode.delalloc.update(range(first, stop))
+    return Iomap(first << BLOCK_SHIFT, (stop - first) << BLOCK_SHIFT, new=True)
+
+
+def xfs_buffered_write_iomap_end(
+    task: Task,
+    inode: Inode,
+    pos: int,
+    length: int,
+    written: int,
+    flags: tuple[str, ...],
+    iomap: Iomap,
+) -> None:
+    """xfs_buffered_write_iomap_end(): give back the delalloc blocks this mapping reserved and
+    the write did not reach (iomap_file_buffered_write_punch_delalloc(): from the block after
+    the last written byte, or from the first block if nothing was written). Blocks the page
+    cache still holds are kept, as iomap_write_delalloc_release() keeps dirty ones."""
+    if not iomap.new or IOMAP_WRITE not in flags:
+        return
+    bs = 1 << BLOCK_SHIFT
+    start = pos + written + bs - 1 if written else pos
+    start_block = start >> BLOCK_SHIFT
+    end_block = (pos + length + bs - 1) >> BLOCK_SHIFT
+    for block in range(start_block, end_block):
+        if block not in inode.i_mapping.i_pages:
+            inode.delalloc.discard(block)
+
+
+def xfs_zero_range(task: Task, inode: Inode, pos: int, length: int) -> None:
+    """xfs_zero_range() → iomap_zero_range(): walk the mappings of [pos, pos + length) with
+    IOMAP_ZERO. Holes need nothing; the block tail of old data past EOF was zeroed by
+    ``zero_partial_block()`` already, so each mapping is passed over whole."""
+    it = IomapIter(inode, pos, length, (IOMAP_ZERO,))
+    while iomap_iter(task, it, xfs_buffered_write_iomap_begin, None) > 0:
+        iomap_iter_advance(it, iomap_length(it))
+
+
 def xfs_file_buffered_write(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """xfs_file_buffered_write(): the iolock, xfs_file_write_checks() (the generic checks, then
     zeroing of the old EOF block tail when writing beyond EOF), the iomap loop in the form the
@@ -53,8 +136,16 @@ def xfs_file_buffered_write(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[i
     if ret > 0:
         if iocb.ki_pos > inode.i_size:
             zero_partial_block(inode, inode.i_size, iocb.ki_pos)
+            xfs_zero_range(task, inode, inode.i_size, iocb.ki_pos - inode.i_size)
         copy_first = IOMAP_LOOP[task.kernel.design] == "copy-first"
-        ret = yield from iomap_write_iter(task, iocb, from_, copy_first)
+        ret = yield from iomap_file_buffered_write(
+            task,
+            iocb,
+            from_,
+            copy_first,
+            xfs_buffered_write_iomap_begin,
+            xfs_buffered_write_iomap_end,
+        )
     lock_release(task, inode.i_rwsem)
     return ret
 
