@@ -2,14 +2,21 @@
 
 tmpfs is a directory in ``/dev/shm``; ext4 a temporary directory on an ext4 mount of this machine
 (or a loop image made with mkfs.ext4); xfs a loop image made with mkfs.xfs (Debian's xfsprogs);
-ramfs a mount on a temporary directory. Loop images and mounts need root. What cannot be had is
-reported with the reason, never faked with another filesystem.
+ramfs a mount on a temporary directory. ext2, ext4-nodelalloc and ext4-journal are loop images
+made with mkfs.ext2/mkfs.ext4 (e2fsprogs), mounted ``-t ext2``, ``-o nodelalloc`` and
+``-o data=journal``; btrfs a loop image made with mkfs.btrfs (Debian's btrfs-progs); tmpfs-huge a
+tmpfs mounted ``-o huge=always``; fuse the project's passthrough daemon (``writepath.fusedaemon``,
+needing mfusepy and Debian's fuse3) serving a backing directory, run in a process of its own
+whose log of WRITE requests is ``fuse_write_log()``. Loop images and mounts need root. What
+cannot be had is reported with the reason, never faked with another filesystem.
 
 Leaving nothing behind, even when the process is killed:
 - As root, the first pool of a process moves the process into a mount namespace of its own with
   private propagation, so every mount it (or a child) makes is invisible to the rest of the
   machine and is torn down by the kernel when the last process in the namespace exits; loop
   devices set up by ``mount -o loop`` are autoclear and are released with their mount.
+- The fuse daemon is a child of the pool's process, in the same namespace; it gets SIGTERM when
+  that process dies (PR_SET_PDEATHSIG) and unmounts, and the pool ends it, by its pid, on exit.
 - Every directory the pool makes is named ``writepath-run.*`` and holds an owner file that the
   pool keeps flock()ed while it lives. A later pool removes such a directory only when it is
   owned by the same user, holds that owner file, and the lock can be taken — i.e. the process
@@ -19,11 +26,15 @@ Leaving nothing behind, even when the process is killed:
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import fcntl
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -191,6 +202,12 @@ class FsPool(AbstractContextManager["FsPool"]):
         self._tmpdirs: list[str] = []
         self._locks: list[int] = []
         self._control: str | None = None
+        self._daemons: list[subprocess.Popen[bytes]] = []
+        self._fuse_logs: dict[str, str] = {}
+
+    def fuse_write_log(self) -> str | None:
+        """The file the fuse daemon appends its WRITE requests to, if fuse is mounted."""
+        return self._fuse_logs.get("fuse")
 
     def __enter__(self) -> FsPool:
         reap_leftovers()
@@ -246,6 +263,20 @@ class FsPool(AbstractContextManager["FsPool"]):
             return self._loop("xfs", ["mkfs.xfs", "-q", "-f"], 320)
         if fs == "ramfs":
             return self._mount("ramfs", ["-t", "ramfs", "ramfs"])
+        if fs == "ext2":
+            return self._loop("ext2", ["mkfs.ext2", "-q", "-F", "-b", "4096"], 64, ["-t", "ext2"])
+        if fs == "ext4-nodelalloc":
+            mkfs = ["mkfs.ext4", "-q", "-F", "-b", "4096"]
+            return self._loop("ext4-nodelalloc", mkfs, 64, ["-o", "nodelalloc"])
+        if fs == "ext4-journal":
+            mkfs = ["mkfs.ext4", "-q", "-F", "-b", "4096"]
+            return self._loop("ext4-journal", mkfs, 64, ["-o", "data=journal"])
+        if fs == "btrfs":
+            return self._loop("btrfs", ["mkfs.btrfs", "-q", "-f"], 256)
+        if fs == "tmpfs-huge":
+            return self._mount("tmpfs-huge", ["-t", "tmpfs", "-o", "huge=always", "tmpfs"])
+        if fs == "fuse":
+            return self._fuse()
         raise Unavailable(f"unknown filesystem {fs}")
 
     def _need_root(self, what: str) -> None:
@@ -263,10 +294,10 @@ class FsPool(AbstractContextManager["FsPool"]):
         self._mounts.append(mnt)
         return mnt
 
-    def _loop(self, fs: str, mkfs: list[str], mib: int) -> str:
+    def _loop(self, fs: str, mkfs: list[str], mib: int, options: list[str] | None = None) -> str:
         self._need_root(f"a loop-mounted {fs}")
         if not shutil.which(mkfs[0]):
-            package = "xfsprogs" if fs == "xfs" else "e2fsprogs"
+            package = {"xfs": "xfsprogs", "btrfs": "btrfs-progs"}.get(fs, "e2fsprogs")
             raise Unavailable(f"{mkfs[0]} is not installed (Debian package {package})")
         work = self._tmp()
         image = str(Path(work) / f"{fs}.img")
@@ -278,10 +309,49 @@ class FsPool(AbstractContextManager["FsPool"]):
         mnt = str(Path(work) / "mnt")
         os.mkdir(mnt)
         # mount(8) sets up the loop device with LO_FLAGS_AUTOCLEAR: it goes with the mount.
-        r = subprocess.run(["mount", "-o", "loop", image, mnt], capture_output=True, text=True)
+        args = ["mount", *(options or []), "-o", "loop", image, mnt]
+        r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode:
             raise Unavailable(f"loop mount of {fs} failed: {r.stderr.strip()}")
         self._mounts.append(mnt)
+        return mnt
+
+    def _fuse(self) -> str:
+        """Start the passthrough daemon on a mount point of its own; wait until it is mounted."""
+        self._need_root("mounting the fuse passthrough filesystem")
+        if not os.path.exists("/dev/fuse"):
+            raise Unavailable("/dev/fuse is missing (no FUSE in this kernel)")
+        if importlib.util.find_spec("mfusepy") is None:
+            raise Unavailable("the fuse daemon needs mfusepy (pip install mfusepy)")
+        if ctypes.util.find_library("fuse3") is None:
+            raise Unavailable("the fuse daemon needs libfuse3 (Debian package fuse3)")
+        work = self._tmp()
+        # The backing files live on tmpfs where there is one: its size limit is the VFS's own
+        # (MAX_LFS_FILESIZE), as is fuse's, so the daemon never refuses what the kernel allows.
+        on_tmpfs = os.path.isdir("/dev/shm") and fs_type_of("/dev/shm") == "tmpfs"
+        backing = os.path.join(self._tmp("/dev/shm") if on_tmpfs else work, "backing")
+        mnt = os.path.join(work, "mnt")
+        log = os.path.join(work, "fuse-writes.log")
+        os.mkdir(backing)
+        os.mkdir(mnt)
+        open(log, "w").close()
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "writepath.fusedaemon", backing, mnt, log],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._daemons.append(daemon)
+        deadline = time.monotonic() + 15
+        while not fs_type_of(mnt).startswith("fuse"):
+            if daemon.poll() is not None:
+                err = daemon.stderr.read().decode(errors="replace") if daemon.stderr else ""
+                raise Unavailable(f"the fuse daemon exited: {err.strip() or daemon.returncode}")
+            if time.monotonic() > deadline:
+                raise Unavailable("the fuse daemon did not mount within 15 s")
+            time.sleep(0.05)
+        self._mounts.append(mnt)
+        self._fuse_logs["fuse"] = log
         return mnt
 
     def __exit__(
@@ -294,6 +364,21 @@ class FsPool(AbstractContextManager["FsPool"]):
             r = subprocess.run(["umount", mnt], capture_output=True)
             if r.returncode:
                 subprocess.run(["umount", "-l", mnt], capture_output=True)
+        for daemon in self._daemons:
+            # Unmounted above, the daemon leaves by itself; SIGTERM, then SIGKILL, by its pid.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                daemon.wait(timeout=5)
+            if daemon.poll() is None:
+                daemon.terminate()
+                try:
+                    daemon.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+                    daemon.wait()
+            if daemon.stderr is not None:
+                daemon.stderr.close()
+        self._daemons.clear()
+        self._fuse_logs.clear()
         for d in reversed(self._tmpdirs):
             shutil.rmtree(d, ignore_errors=True)
         for fd in self._locks:

@@ -11,11 +11,19 @@ beside the C (``../shared/reference/kernel-code.md`` §1–2):
                     source mapping that very folio waits for its own lock.
 ``any-byte-check``  v6.13 with the 2021 gfs2 prefault check: give up if *any* byte of the chunk
                     cannot be faulted in, not only if none can.
-``proposed``        v6.14's generic loop, and on iomap (xfs) the same change applied to
-                    ``iomap_write_iter()`` as posted in 2025 (not merged; facts.md §3).
+``v6.16``           v6.14's generic loop; fuse's ``fuse_perform_write()`` took the same change
+                    in this release (faa794dd2e17).
+``v6.18``           this machine's kernel: the generic loop and fuse copy first; iomap (xfs) and
+                    btrfs still prefault.
+``proposed``        v6.18 with the copy-first change applied to the loops that have not taken it:
+                    iomap (as posted in 2025, not merged) and btrfs (as posted in January 2025,
+                    not merged; facts.md §3).
 
-Each design also fixes the form of iomap's loop (``IOMAP_LOOP``): no merged kernel changed it, so
-every design but ``proposed`` keeps the prefaulting loop of v6.13–v6.18 there.
+A design names a kernel, so it fixes the form of every buffered write loop, not only this one:
+``LOOP_FORMS`` says, per design, whether each loop prefaults the source ("prefault") or copies
+first ("copy-first"). The broken designs change only the generic loop; the other loops keep the
+form of the release the broken design starts from (v6.14 for no-fault-in and faulting-copy,
+v6.13 for any-byte-check).
 
 What every design shares — write_begin, the copy, write_end and the revert of what write_end
 refused — is ``_write_chunk``; the loops differ only where the designs differ. The loops also tell
@@ -392,19 +400,59 @@ DESIGNS: dict[str, PerformWrite] = {
     "no-fault-in": generic_perform_write_no_fault_in,
     "faulting-copy": generic_perform_write_faulting_copy,
     "any-byte-check": generic_perform_write_any_byte_check,
+    "v6.16": generic_perform_write_v6_14,
+    "v6.18": generic_perform_write_v6_14,
     "proposed": generic_perform_write_v6_14,
 }
 
-#: The form of iomap_write_iter() under each design: "prefault" (as merged through v6.18) or
-#: "copy-first" (the 2025 iomap posting of 665575cff098's change).
-IOMAP_LOOP: dict[str, str] = {
-    "v6.13": "prefault",
-    "v6.14": "prefault",
-    "no-fault-in": "prefault",
-    "faulting-copy": "prefault",
-    "any-byte-check": "prefault",
-    "proposed": "copy-first",
+#: Where each buffered write loop faults the source in, per design: "prefault" (before the folio
+#: is locked, as before 665575cff098) or "copy-first" (only after a copy made no progress).
+#: The loops: mm/filemap.c generic_perform_write(), fs/iomap/buffered-io.c iomap_write_iter(),
+#: fs/btrfs/file.c btrfs_buffered_write() (copy_one_range() from v6.15), fs/fuse/file.c
+#: fuse_perform_write() (fuse_fill_write_pages()).
+LOOP_FORMS: dict[str, dict[str, str]] = {
+    "v6.13": {
+        "generic_perform_write": "prefault",
+        "iomap_write_iter": "prefault",
+        "btrfs_buffered_write": "prefault",
+        "fuse_perform_write": "prefault",
+    },
+    "v6.14": {
+        "generic_perform_write": "copy-first",
+        "iomap_write_iter": "prefault",
+        "btrfs_buffered_write": "prefault",
+        "fuse_perform_write": "prefault",
+    },
+    "v6.16": {
+        "generic_perform_write": "copy-first",
+        "iomap_write_iter": "prefault",
+        "btrfs_buffered_write": "prefault",
+        "fuse_perform_write": "copy-first",
+    },
+    "v6.18": {
+        "generic_perform_write": "copy-first",
+        "iomap_write_iter": "prefault",
+        "btrfs_buffered_write": "prefault",
+        "fuse_perform_write": "copy-first",
+    },
+    "proposed": {
+        "generic_perform_write": "copy-first",
+        "iomap_write_iter": "copy-first",
+        "btrfs_buffered_write": "copy-first",
+        "fuse_perform_write": "copy-first",
+    },
 }
+LOOP_FORMS["no-fault-in"] = {**LOOP_FORMS["v6.14"], "generic_perform_write": "no-fault-in"}
+LOOP_FORMS["faulting-copy"] = {**LOOP_FORMS["v6.14"], "generic_perform_write": "faulting-copy"}
+LOOP_FORMS["any-byte-check"] = {**LOOP_FORMS["v6.13"], "generic_perform_write": "any-byte-check"}
+
+#: The form of iomap_write_iter() under each design (kept for the callers that read it).
+IOMAP_LOOP: dict[str, str] = {d: forms["iomap_write_iter"] for d, forms in LOOP_FORMS.items()}
+
+
+def loop_copies_first(task: Task, loop: str) -> bool:
+    """Whether ``loop`` copies before it faults the source in, in the kernel ``task`` runs on."""
+    return LOOP_FORMS[task.kernel.design][loop] == "copy-first"
 
 
 def generic_write_check_limits(task: Task, file: File, pos: int, count: int) -> tuple[int, int]:

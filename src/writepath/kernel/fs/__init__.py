@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from writepath.kernel.fs.ext4 import ext4
+from writepath.kernel.fs.btrfs import btrfs
+from writepath.kernel.fs.ext2 import ext2
+from writepath.kernel.fs.ext4 import ext4, ext4_journal, ext4_nodelalloc
+from writepath.kernel.fs.fuse import fuse
 from writepath.kernel.fs.libfs import ramfs
 from writepath.kernel.fs.shmem import tmpfs
+from writepath.kernel.fs.shmem_huge import tmpfs_huge
 from writepath.kernel.fs.xfs import xfs
 from writepath.kernel.vfs import FileSystem
 
 
 def filesystems() -> dict[str, FileSystem]:
     """Each filesystem type the model has, by the name scenarios use."""
-    return {"tmpfs": tmpfs(), "ramfs": ramfs(), "ext4": ext4(), "xfs": xfs()}
+    return {
+        "tmpfs": tmpfs(),
+        "ramfs": ramfs(),
+        "ext4": ext4(),
+        "xfs": xfs(),
+        "ext2": ext2(),
+        "ext4-nodelalloc": ext4_nodelalloc(),
+        "ext4-journal": ext4_journal(),
+        "btrfs": btrfs(),
+        "fuse": fuse(),
+        "tmpfs-huge": tmpfs_huge(),
+    }

@@ -22,11 +22,13 @@ from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import (
     BufferHeads,
     __block_write_begin_int,
+    block_commit_write,
     block_read_full_folio,
     block_write_end,
+    folio_zero_new_buffers,
     zero_partial_block,
 )
-from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT
+from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.filemap import filemap_fault, generic_write_checks
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
@@ -37,6 +39,7 @@ from writepath.kernel.pagecache import (
     Folio,
     __filemap_get_folio,
     fgf_set_order,
+    filemap_remove_folio,
     folio_mark_dirty,
     folio_pos,
     folio_size,
@@ -150,6 +153,165 @@ def ext4() -> FileSystem:
         MAX_PAGECACHE_ORDER,
         True,
         ext4_da_aops,
+        ext4_buffered_write_iter,
+        ext4_filemap_fault,
+    )
+
+
+# --- ext4 without delayed allocation (-o nodelalloc) and with data=journal ------------------
+#
+# Both follow fs/ext4/inode.c of v6.18. Without delalloc, write_begin allocates the blocks it
+# maps at once (ext4_get_block(), or ext4_get_block_unwritten() under the default
+# dioread_nolock: either way a freshly allocated block comes back mapped and new); write_end is
+# ext4_write_end() over block_write_end(). data=journal has the same write_begin (it also takes
+# journal write access to each buffer, which changes no byte) and ext4_journalled_write_end(),
+# and no large folios (ext4_should_enable_large_folio() refuses journalled data). The journal
+# itself, orphan handling and the transaction handle are not modelled: they decide crash
+# consistency, not what a write returns or what the file then holds.
+
+
+def ext4_get_block(inode: Inode, index: int, bhs: BufferHeads, k: int) -> int:
+    """ext4_get_block() with create set (fs/ext4/inode.c, v6.18): a block with data on disk is
+    mapped; a hole gets a block allocated now, and its buffer is mapped and new. The model's
+    disk keeps only blocks that hold data, so the new block is tracked like a delayed one:
+    written, its data only in the page cache until writeback."""
+    bhs.mapped[k] = True
+    if index in inode.disk or index in inode.delalloc:
+        return 0
+    inode.delalloc.add(index)
+    bhs.new[k] = True
+    return 0
+
+
+def ext4_write_begin(
+    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
+) -> Sleeps[tuple[int, Folio | None, object]]:
+    """ext4_write_begin() (fs/ext4/inode.c, v6.18): a folio sized for the write (order 0 where
+    the mapping has no large folios), its blocks mapped and allocated by ext4_get_block()."""
+    task.emit((tp.ENTER, task.pid, "ext4_write_begin", pos))
+    tp.trace_ext4_write_begin(task, "ext4_write_begin", mapping.host.name, pos, len)
+    index = pos >> PAGE_SHIFT
+    folio = yield from __filemap_get_folio(task, mapping, index, FGP_WRITEBEGIN, fgf_set_order(len))
+    assert folio is not None
+    end_of_folio = folio_pos(folio) + folio_size(folio)
+    if pos + len > end_of_folio:
+        len = end_of_folio - pos
+    __block_write_begin_int(task, folio, pos, len, ext4_get_block)
+    task.emit((tp.EXIT, task.pid, "ext4_write_begin", 0))
+    return 0, folio, None
+
+
+def ext4_truncate_failed_write(task: Task, inode: Inode) -> None:
+    """ext4_truncate_failed_write() → truncate_inode_pages(i_size): the blocks a failed write
+    allocated beyond EOF are freed and the folios wholly beyond EOF dropped (the tail of a
+    folio straddling EOF is beyond i_size and never read back, so it is left as it is)."""
+    first = (inode.i_size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    for index in [i for i in inode.delalloc if i >= first]:
+        inode.delalloc.discard(index)
+    for index, folio in list(inode.i_mapping.i_pages.items()):
+        if index == folio.index and folio.index >= first and folio.owner is None:
+            filemap_remove_folio(task, folio)
+
+
+def ext4_write_end(
+    task: Task,
+    file: File,
+    mapping: AddressSpace,
+    pos: int,
+    len: int,
+    copied: int,
+    folio: Folio,
+    fsdata: object,
+) -> int:
+    """ext4_write_end() (fs/ext4/inode.c, v6.18): block_write_end() (a short copy into a folio
+    that is not uptodate becomes a zero copy), i_size = pos + copied if larger (a zero copy
+    beyond EOF too), folio unlocked, the old EOF block's tail zeroed up to ``pos``; if the write
+    asked for more than i_size now covers, the blocks allocated beyond EOF are truncated."""
+    task.emit((tp.ENTER, task.pid, "ext4_write_end", copied))
+    tp.trace_ext4_write_end(task, "ext4_write_end", mapping.host.name, pos, len, copied)
+    inode = mapping.host
+    old_size = inode.i_size
+    copied = block_write_end(task, pos, len, copied, folio)
+    if pos + copied > inode.i_size:  # ext4_update_inode_size()
+        i_size_write(task, inode, pos + copied)
+    folio_mark_dirty(folio)
+    folio_unlock(task, folio)
+    if old_size < pos:
+        zero_partial_block(inode, old_size, pos)
+    if pos + len > inode.i_size:
+        ext4_truncate_failed_write(task, inode)
+    task.emit((tp.EXIT, task.pid, "ext4_write_end", copied))
+    return copied
+
+
+def ext4_journalled_write_end(
+    task: Task,
+    file: File,
+    mapping: AddressSpace,
+    pos: int,
+    len: int,
+    copied: int,
+    folio: Folio,
+    fsdata: object,
+) -> int:
+    """ext4_journalled_write_end() (fs/ext4/inode.c, v6.18): a short copy into a folio that is
+    not uptodate becomes a zero copy and the new buffers of [from, to) are zeroed
+    (ext4_journalled_zero_new_buffers(), which since b90197b65518 no longer dirties them); a
+    short copy into an uptodate folio zeroes the new buffers past the copy; the copied
+    buffers go to the journal (write_end_fn) and the folio is uptodate if no buffer is left
+    partial. Then i_size, the EOF tail and the failed-write truncation as in ext4_write_end()."""
+    task.emit((tp.ENTER, task.pid, "ext4_journalled_write_end", copied))
+    tp.trace_ext4_write_end(task, "ext4_journalled_write_end", mapping.host.name, pos, len, copied)
+    inode = mapping.host
+    old_size = inode.i_size
+    start = pos - folio_pos(folio)
+    if copied < len and not folio.uptodate:
+        copied = 0
+        folio_zero_new_buffers(task, folio, start, start + len)
+    else:
+        if copied < len:
+            folio_zero_new_buffers(task, folio, start + copied, start + len)
+        block_commit_write(task, folio, start, start + copied)
+    if pos + copied > inode.i_size:
+        i_size_write(task, inode, pos + copied)
+    folio_mark_dirty(folio)
+    folio_unlock(task, folio)
+    if old_size < pos:
+        zero_partial_block(inode, old_size, pos)
+    if pos + len > inode.i_size:
+        ext4_truncate_failed_write(task, inode)
+    task.emit((tp.EXIT, task.pid, "ext4_journalled_write_end", copied))
+    return copied
+
+
+ext4_aops = AddressSpaceOperations("ext4_aops", ext4_write_begin, ext4_write_end, ext4_read_folio)
+
+ext4_journalled_aops = AddressSpaceOperations(
+    "ext4_journalled_aops", ext4_write_begin, ext4_journalled_write_end, ext4_read_folio
+)
+
+
+def ext4_nodelalloc() -> FileSystem:
+    """ext4 mounted -o nodelalloc: ext4_aops, large folios as with delalloc (v6.16+)."""
+    return FileSystem(
+        "ext4-nodelalloc",
+        EXT4_MAX_SIZE_4K,
+        MAX_PAGECACHE_ORDER,
+        True,
+        ext4_aops,
+        ext4_buffered_write_iter,
+        ext4_filemap_fault,
+    )
+
+
+def ext4_journal() -> FileSystem:
+    """ext4 mounted -o data=journal: ext4_journalled_aops and order-0 folios only."""
+    return FileSystem(
+        "ext4-journal",
+        EXT4_MAX_SIZE_4K,
+        0,
+        True,
+        ext4_journalled_aops,
         ext4_buffered_write_iter,
         ext4_filemap_fault,
     )
