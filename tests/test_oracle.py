@@ -47,7 +47,9 @@ def test_first_difference_names_the_field() -> None:
 def test_design_for_kernel_version() -> None:
     assert design_for_running_kernel("6.13.7") == "v6.13"
     assert design_for_running_kernel("6.14.0-rc7") == "v6.14"
-    assert design_for_running_kernel("6.18.44-fc") == "v6.14"
+    assert design_for_running_kernel("6.16.2") == "v6.16"
+    assert design_for_running_kernel("6.18.44-fc") == "v6.18"
+    assert design_for_running_kernel("7.0.1") == "v6.18"
 
 
 def test_retarget_refuses_uncached_tmpfs() -> None:

@@ -33,7 +33,7 @@ GOOD = {
 }
 
 BAD = [
-    ({"file": [{"name": "target", "fs": "btrfs"}]}, "file[0].fs", "not one of"),
+    ({"file": [{"name": "target", "fs": "zfs"}]}, "file[0].fs", "not one of"),
     ({"file": [{"name": "target", "size": -1}]}, "file[0].size", "out of range"),
     ({"file": [{"name": "target", "data": "random"}]}, "file[0].data", "pattern"),
     (

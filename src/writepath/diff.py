@@ -21,11 +21,18 @@ from writepath.scenario import Scenario, ScenarioError, parse_scenario
 Table = Callable[[str, list[str], list[list[str]]], None]
 
 
+#: The designs that name a kernel release, newest first: a kernel runs the newest one not
+#: younger than itself (each loop in the form it had in that release, filemap.LOOP_FORMS).
+_RELEASE_DESIGNS = (((6, 18), "v6.18"), ((6, 16), "v6.16"), ((6, 14), "v6.14"))
+
+
 def design_for_running_kernel(release: str | None = None) -> str:
+    """The design whose loops are the ones this kernel (or ``release``) runs."""
     m = re.match(r"(\d+)\.(\d+)", release or platform.release())
     if not m:
-        return "v6.14"
-    return "v6.14" if (int(m.group(1)), int(m.group(2))) >= (6, 14) else "v6.13"
+        return _RELEASE_DESIGNS[0][1]
+    version = (int(m.group(1)), int(m.group(2)))
+    return next((d for v, d in _RELEASE_DESIGNS if version >= v), "v6.13")
 
 
 def retarget(scenario: Scenario, fs: str) -> Scenario:

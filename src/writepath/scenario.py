@@ -374,7 +374,7 @@ def _parse_file(path: str, i: int, table: Any) -> FileSpec:
     size = r.integer("size", 0, 0, maxbytes, f"s_maxbytes of {fs}")
     data = _data_spec(r, "data", "pattern")
     cached = r.get("cached", bool, True)
-    if not cached and fs in ("tmpfs", "ramfs") and not is_zero_data(data) and size:
+    if not cached and not _FS_TABLE[fs].backed and not is_zero_data(data) and size:
         raise r.err(
             "cached",
             f"{fs} keeps file data only in the page cache; a file with data cannot be uncached",
