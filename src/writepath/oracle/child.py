@@ -209,7 +209,12 @@ def plant_canary(directory: str, nbytes: int) -> None:
         for order in CANARY_ORDERS:
             size = PAGE_SIZE << order
             for _ in range(per_order // size):
-                os.pwrite(fd, chunk[:size], off)
+                try:
+                    os.pwrite(fd, chunk[:size], off)
+                except OSError:
+                    # A small filesystem full (ENOSPC): what was planted still serves, and a
+                    # canary never fails the run it only helps to see.
+                    return
                 off += size
     finally:
         os.close(fd)  # the last reference: the folios are freed here
