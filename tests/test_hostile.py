@@ -276,12 +276,19 @@ needs_root_kernel = pytest.mark.skipif(
 )
 
 
-def _leftovers(private_tmp: Path) -> set[str]:
-    """Everything that looks like writepath's: scratch entries, mounts, loop devices."""
+def _scratch_dirs(private_tmp: Path) -> set[str]:
+    """writepath-* directories in the shared scratch places and in this test's own TMPDIR.
+    Only directories: writepath makes its scratch space with mkdtemp, and plain files named
+    writepath-* in /tmp belong to people and other tools."""
     found: set[str] = set()
     for d in {"/dev/shm", tempfile.gettempdir(), "/var/tmp", str(private_tmp)}:
         if os.path.isdir(d):
-            found.update(str(p) for p in Path(d).glob("writepath-*"))
+            found.update(str(p) for p in Path(d).glob("writepath-*") if p.is_dir())
+    return found
+
+
+def _mounts_and_loops() -> set[str]:
+    found: set[str] = set()
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
@@ -289,22 +296,75 @@ def _leftovers(private_tmp: Path) -> set[str]:
                 found.add(f"mount {fields[4]}")
     if shutil.which("losetup"):
         r = subprocess.run(["losetup", "-a"], capture_output=True, text=True, timeout=30)
-        for line in r.stdout.splitlines():
-            if "writepath" in line:
-                found.add(f"loop {line.split(':', 1)[0]}")
+        found.update(f"loop {line}" for line in r.stdout.splitlines() if "writepath" in line)
     return found
 
 
+def _leftovers(private_tmp: Path) -> set[str]:
+    """Everything that looks like writepath's: scratch directories, mounts, loop devices."""
+    return _scratch_dirs(private_tmp) | _mounts_and_loops()
+
+
+def _held_by_live_process(directory: Path) -> bool:
+    """A scratch directory whose lock file names a running process: still in use (another
+    run on this machine), not a leftover."""
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            if entry.is_file() and entry.stat().st_size < 64:
+                pid = int(entry.read_text().split()[0])
+                if pid > 0 and os.path.exists(f"/proc/{pid}"):
+                    return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
+def _ours(directory: Path, private_tmp: Path) -> bool:
+    """A leftover this test made: inside its own TMPDIR, or a scratch directory holding files
+    of this file's scenarios (hostile-* or writepath-hostile-*) or no visible file at all.
+    A directory holding other scenarios' files belongs to a concurrent run elsewhere."""
+    if directory.is_relative_to(private_tmp):
+        return True
+    try:
+        visible = [p.name for p in directory.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return False
+    return not visible or any(n.startswith(("hostile-", "writepath-hostile-")) for n in visible)
+
+
+def _new_leftovers(before: set[str], private_tmp: Path) -> list[str]:
+    dirs = [
+        Path(d)
+        for d in _scratch_dirs(private_tmp) - before
+        if _ours(Path(d), private_tmp) and not _held_by_live_process(Path(d))
+    ]
+    roots = [private_tmp, *dirs]
+    others = [e for e in _mounts_and_loops() - before if any(str(root) in e for root in roots)]
+    return sorted([str(d) for d in dirs] + others)
+
+
 def _assert_nothing_left(before: set[str], private_tmp: Path, grace: float = 5.0) -> None:
-    """No new leftover, allowing ``grace`` seconds for entries of concurrent runs elsewhere
-    on this machine (other worktrees) to disappear."""
+    """No new leftover of this test's runs, allowing ``grace`` seconds. Other runs on this
+    machine (other worktrees, at the same time) are told apart by their files and lock.
+    What this test left is removed before failing (loop devices are autoclear: they go
+    with their mount), so a failure does not litter the machine."""
     deadline = time.monotonic() + grace
     while True:
-        new = _leftovers(private_tmp) - before
+        new = _new_leftovers(before, private_tmp)
         if not new or time.monotonic() > deadline:
             break
         time.sleep(0.25)
-    assert not new, f"left behind: {sorted(new)}"
+    for entry in new:
+        if entry.startswith("mount "):
+            subprocess.run(["umount", entry.removeprefix("mount ")], capture_output=True)
+    for entry in new:
+        if not entry.startswith(("mount ", "loop ")):
+            shutil.rmtree(entry, ignore_errors=True)
+    assert not new, f"left behind: {new}"
 
 
 @pytest.fixture
@@ -529,11 +589,12 @@ def _start_and_kill_diff(
         start_new_session=True,
     )
     try:
-        # Kill it mid-run: once it has made its first scratch entry (or after 5 s), plus ~1 s.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (_leftovers(private_tmp) - before):
+        # Kill it mid-run: about a second after it made its first scratch directory (or after
+        # 2 s, should it make none where this test can see).
+        start = time.monotonic()
+        while time.monotonic() - start < 5 and not (_scratch_dirs(private_tmp) - before):
             time.sleep(0.05)
-        time.sleep(1.0)
+        time.sleep(max(1.0, 2.0 - (time.monotonic() - start)))
         assert proc.poll() is None, "the diff ended before it could be interrupted"
         os.kill(proc.pid, sig)
         proc.wait(timeout=30)
