@@ -284,7 +284,7 @@ def pool() -> Iterator[FsPool]:
 @needs_root_kernel
 @pytest.mark.timeout(600)
 @settings(PROFILE, max_examples=15, suppress_health_check=list(HealthCheck))
-@given(valid_documents(filesystems=("tmpfs", "ext4")))
+@given(doc=valid_documents(filesystems=("tmpfs", "ext4")))
 def test_valid_documents_agree_with_the_kernel(doc: dict[str, Any], pool: FsPool) -> None:
     s = parse_scenario(doc, "<fuzz>")
     status, detail = diff_one(s, pool, design_for_running_kernel())
