@@ -264,7 +264,10 @@ def test_arbitrary_documents_raise_only_scenario_error(doc: dict[str, Any]) -> N
 def test_valid_documents_run_to_the_end(doc: dict[str, Any], design: str) -> None:
     s = parse_scenario(doc, "<fuzz>")
     result = run_scenario(s, design, keep_events=False)
-    assert result.verdict == "ok", result.evidence
+    # xfs exposes uninitialized memory after a short copy into a new block (README Findings);
+    # every other filesystem here must end cleanly.
+    allowed = ("ok", "stale-data") if any(f.fs == "xfs" for f in s.files) else ("ok",)
+    assert result.verdict in allowed, result.evidence
     assert len(result.calls) == len(s.calls)
     assert set(result.files) == {f.name for f in s.files}
 

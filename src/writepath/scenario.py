@@ -58,6 +58,9 @@ INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1  # a file descriptor is an int
 #: The largest file offset any filesystem can address: loff_t is a signed 64-bit integer, and
 #: MAX_LFS_FILESIZE (include/linux/fs.h) is LLONG_MAX on 64-bit machines.
 MAX_LOFF = LLONG_MAX
+#: The longest range one [expect] content entry may state: the judge compares it piece by
+#: piece, and a longer range says nothing a shorter one would not.
+MAX_EXPECT_CONTENT = 64 << 20
 #: RLIM_INFINITY (include/uapi/asm-generic/resource.h): ~0UL, "no limit".
 RLIM_INFINITY = U64_MAX
 #: An offset into a region must leave region base + offset a 64-bit address wherever the region
@@ -509,6 +512,8 @@ def _parse_call(
     for flag in set(flags):
         if flags.count(flag) > 1:
             raise r.err("flags", f"{flag} is given twice")
+    if op != "lseek" and "whence" in r.table:
+        raise r.err("whence", f"only lseek has a whence, not {op}")
     whence = r.choice("whence", WHENCES, "SEEK_SET")
     fd = r.integer("fd", None, INT_MIN, INT_MAX, "a file descriptor is an int")
     return CallSpec(op, file_name, tuple(iov), pos, tuple(flags), whence, fd)
@@ -589,6 +594,12 @@ def _parse_content(
             ):
                 raise r.err(where, f"must be [offset, length, spec], not {_describe(entry)}")
             offset, length, spec = entry
+            if length > MAX_EXPECT_CONTENT:
+                raise r.err(
+                    where,
+                    f"length {_show(length)} is over {MAX_EXPECT_CONTENT} (64 MiB): a longer "
+                    "range says nothing a shorter one would not, and the judge compares it",
+                )
             if offset < 0 or length < 0 or offset + length > MAX_LOFF:
                 raise r.err(
                     where,
