@@ -1,41 +1,288 @@
-"""The command line: a thin layer over the library (``writepath --help``)."""
+"""The command line: a thin layer over the library (``writepath --help``).
+
+The library computes results and report objects; this module loads the scenarios, renders what
+comes back (text, tables, JSON) and picks the exit code. It is also the one boundary where
+errors become messages: a bad scenario or bad usage is one line on stderr, a bug is an
+"internal error" line (``--debug`` shows the traceback); no traceback reaches a user otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import sys
-from collections.abc import Sequence
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from writepath.bench import bench_pwrite1
-from writepath.judge import judge
+from writepath import scenario as scenario_mod
 from writepath.kernel.filemap import DESIGNS
-from writepath.results import RunResult
+from writepath.report import (
+    CORRECT_DESIGNS,
+    CheckReport,
+    CompareReport,
+    check_scenarios,
+    compare_scenarios,
+)
+from writepath.results import SHA256_LIMIT, FileState, RunResult
 from writepath.run import run_scenario
-from writepath.scenario import Scenario, ScenarioError, load_catalogue, load_scenario
-from writepath.trace import function_graph
+from writepath.scenario import FILESYSTEMS, Scenario, ScenarioError, load_catalogue, load_scenario
 
-#: Designs that claim to be correct: a scenario's top-level [expect] applies to them. The broken
-#: designs are judged only where a scenario states [expect.design.NAME].
-CORRECT_DESIGNS = ("v6.13", "v6.14")
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from writepath.report import DiffReport
+
+# Kept importable from here for callers that judged the catalogue through the command line.
+__all__ = ["CORRECT_DESIGNS", "build_parser", "main"]
+
+#: The design run when none is named: this machine's kernel release (6.18), whose loops the
+#: oracle compares against.
+DEFAULT_DESIGN = "v6.18"
+
+EXIT_OK = 0
+EXIT_DIFFERENCE = 1
+EXIT_ERROR = 2
+EXIT_SKIPPED = 3
+EXIT_INTERNAL = 4
+#: 128 + the signal number, as a shell reports a process the signal ended.
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0  success: the run finished; check: every judged case passed; diff: every comparison
+     agrees (skips beside agreements allowed); oracle: the kernel run completed
+  1  a difference: check found a mismatch, diff found a model/kernel difference
+  2  error: invalid scenario or usage, an oracle error/timeout/signal, or check/diff with
+     nothing judged at all
+  3  skip-only: diff or oracle could compare nothing, everything was skipped
+  4  internal error (a bug): rerun with --debug for the traceback
+  130 interrupted (Ctrl-C); 141 stdout closed early (e.g. piped into head)
+
+SCENARIO arguments are files, folders of *.toml files, or catalogue names
+(e.g. self-mmap-same-page); with none, the catalogue is used."""
+
+
+class UsageError(Exception):
+    """A request the command cannot carry out as asked: one line, exit 2."""
+
+
+# -- scenario lookup and memory bounds ---------------------------------------------------------
+# scenario.py gains find_scenario, check_memory and DEFAULT_MAX_MEMORY (CONTRACTS.md); until a
+# version that has them is installed, the small equivalents below take their place.
+
+#: Bytes a scenario may make the model and the oracle materialize (``--max-memory``).
+DEFAULT_MAX_MEMORY: int = getattr(scenario_mod, "DEFAULT_MAX_MEMORY", 3 << 30)
+
+
+def _find_scenario_fallback(arg: str) -> Path:
+    """Mirrors scenario.find_scenario: an existing file path, else a catalogue name (NAME or
+    NAME.toml in the default catalogue)."""
+    path = Path(arg)
+    if path.is_file():
+        return path
+    catalogue = scenario_mod.default_catalogue()
+    if "/" not in arg and arg not in ("", ".", ".."):
+        for name in (arg, f"{arg}.toml"):
+            candidate = catalogue / name
+            if candidate.is_file():
+                return candidate
+    raise ScenarioError(arg, "-", "no such file or catalogue scenario")
+
+
+def find_scenario(arg: str) -> Path:
+    """A scenario argument as a file: a path, or a name from the catalogue."""
+    finder: Callable[[str], Path] = getattr(scenario_mod, "find_scenario", _find_scenario_fallback)
+    return finder(arg)
+
+
+def check_memory(scenario: Scenario, limit: int) -> None:
+    """Refuse a scenario whose estimated memory demand exceeds ``limit`` (ScenarioError); a no-op
+    with a scenario module that cannot estimate it yet."""
+    checker: Callable[[Scenario, int], None] | None = getattr(scenario_mod, "check_memory", None)
+    if checker is not None:
+        checker(scenario, limit)
+
+
+def _load_one(args: argparse.Namespace) -> Scenario:
+    s = load_scenario(find_scenario(args.scenario))
+    check_memory(s, args.max_memory)
+    return s
+
+
+def _load_many(args: argparse.Namespace) -> list[Scenario]:
+    """The scenarios named on the command line (folders, files or catalogue names; default the
+    catalogue), each checked against --max-memory before anything runs."""
+    targets: list[str | Path] = [
+        arg if Path(arg).exists() else find_scenario(arg) for arg in args.scenarios
+    ]
+    scenarios = load_catalogue(targets or None)
+    if not scenarios:
+        where = ", ".join(args.scenarios) or str(scenario_mod.default_catalogue())
+        raise UsageError(f"{args.command}: nothing to run: no scenario files in {where}")
+    for s in scenarios:
+        check_memory(s, args.max_memory)
+    return scenarios
+
+
+# -- argument types -----------------------------------------------------------------------------
+
+
+def positive_float(text: str) -> float:
+    """A number of seconds > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+    return value
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+
+
+def byte_size(text: str) -> int:
+    """A byte count with an optional binary suffix K, M, G or T (3G = 3 GiB) (argparse type)."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count such as 512M or 3G")
+    value = int(m.group(1)) << _SIZE_SHIFT[m.group(2).lower()]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def filesystem_list(text: str) -> list[str]:
+    """Comma-separated filesystem names the model has (argparse type)."""
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in names if f not in FILESYSTEMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown filesystem {', '.join(unknown) or repr(text)} "
+            f"(the model has: {', '.join(FILESYSTEMS)})"
+        )
+    return names
+
+
+def _version() -> str:
+    try:
+        return f"writepath {metadata.version('writepath')}"
+    except metadata.PackageNotFoundError:
+        return "writepath (version unknown: the package is not installed)"
+
+
+# -- progress -----------------------------------------------------------------------------------
+
+#: A run alone gets a spinner only once it has taken this long, so quick commands stay quiet.
+SPINNER_DELAY = 1.0
+
+
+class ProgressDisplay:
+    """A transient rich progress display on stderr while a command works, fed by the library's
+    progress hook: a bar at once for more than one scenario, otherwise a spinner that appears
+    only after SPINNER_DELAY seconds. Nothing at all when stderr is not a terminal, and never
+    anything on stdout (which may be carrying JSON)."""
+
+    def __init__(self, label: str, many: bool) -> None:
+        self._label = label
+        self._many = many
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    def __enter__(self) -> ProgressDisplay:
+        if not sys.stderr.isatty():
+            return self
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+        if self._many:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        columns.append(TimeElapsedColumn())
+        self._progress = Progress(
+            *columns,
+            console=Console(stderr=True),
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._task = self._progress.add_task(self._label, total=None)
+        if self._many:
+            self._start()
+        else:
+            self._timer = threading.Timer(SPINNER_DELAY, self._start)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._progress is not None and not self._closed and not self._started:
+                self._progress.start()
+                self._started = True
+
+    def hook(self, done: int, total: int, label: str) -> None:
+        if self._progress is not None:
+            description = f"{self._label} {label}".rstrip()
+            self._progress.update(self._task, completed=done, total=total, description=description)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            if self._started and self._progress is not None:
+                self._progress.stop()
+
+
+# -- rendering ----------------------------------------------------------------------------------
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    """A rich table on a terminal, tab-separated plain text otherwise."""
+    """A rich table that fits the terminal on a terminal, aligned plain text otherwise. The first
+    column (scenario names) and the last (free text) fold where they are too long."""
     if sys.stdout.isatty():
-        try:
-            from rich.console import Console
-            from rich.table import Table
-        except ImportError:  # pragma: no cover - rich is a dependency
-            pass
-        else:
-            table = Table(title=title)
-            for h in header:
-                table.add_column(h)
-            for row in rows:
-                table.add_row(*row)
-            Console().print(table)
-            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for k, h in enumerate(header):
+            if k == 0:
+                table.add_column(h, overflow="fold", max_width=48)
+            elif k == len(header) - 1:
+                table.add_column(h, overflow="fold")
+            else:
+                table.add_column(h, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
     print(f"# {title}")
     widths = [
         max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(header)
@@ -45,165 +292,361 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _rets(result: RunResult) -> str:
-    parts = []
-    for c in result.calls:
-        v = c.as_expected()
-        parts.append("-" if v is None else str(v))
-    return ",".join(parts)
+def _ret_text(ret: int | str | None) -> str:
+    """A call's return as text: a count, an errno name, or that it never returned."""
+    return "did not return" if ret is None else str(ret)
+
+
+def _sha256_text(f: FileState) -> str:
+    digest = f.sha256()
+    if digest is None:
+        return f"not computed (over {SHA256_LIMIT >> 20} MiB)"
+    return digest
+
+
+def _print_result(result: RunResult, heading: str) -> None:
+    """The text form of one run (model or kernel); never prints a Python None."""
+    print(f"{heading}: {result.verdict}")
+    if result.evidence:
+        print(f"  evidence: {result.evidence}")
+    for k, c in enumerate(result.calls):
+        print(f"  call[{k}] {c.op} = {_ret_text(c.as_expected())}")
+    for name, f in result.files.items():
+        print(f"  file {name}: size {f.size} sha256 {_sha256_text(f)}")
+    if result.counters:
+        counters = " ".join(f"{k}={v}" for k, v in result.counters.items() if v)
+        if counters:
+            print(f"  {counters}")
+
+
+# -- commands -----------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.scenario)
-    result = run_scenario(scenario, args.design)
+    scenario = _load_one(args)
+    with ProgressDisplay(f"{scenario.name} [{args.design}]", many=False):
+        result = run_scenario(scenario, args.design, keep_events=False)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(f"{scenario.name} under {args.design}: {result.verdict}")
-        if result.evidence:
-            print(f"  evidence: {result.evidence}")
-        for k, c in enumerate(result.calls):
-            print(f"  call[{k}] {c.op} = {c.as_expected()}")
-        for name, f in result.files.items():
-            print(f"  file {name}: size {f.size} sha256 {f.sha256()}")
-        assert result.counters is not None
-        print("  " + " ".join(f"{k}={v}" for k, v in result.counters.items() if v))
-    return 0
+        _print_result(result, f"{scenario.name} under {args.design}")
+    return EXIT_OK
 
 
-def _scenarios(paths: Sequence[str]) -> list[Scenario]:
-    return load_catalogue(paths or None)
+def _cell_text(verdict: str, rets: Sequence[int | str | None], windows: int) -> str:
+    returns = ",".join("-" if r is None else str(r) for r in rets)
+    return f"{returns if verdict == 'ok' else verdict.upper()} ({windows}w)"
+
+
+def render_compare(report: CompareReport) -> None:
+    rows = [
+        [row.scenario, *(_cell_text(c.verdict, c.rets, c.user_access_windows) for c in row.cells)]
+        for row in report.rows
+    ]
+    _table(
+        "return values per design (w = user-access windows)",
+        ["scenario", *report.designs],
+        rows,
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    designs = args.design or list(DESIGNS)
-    rows = []
-    for s in _scenarios(args.scenarios):
-        row = [s.name]
-        for d in designs:
-            r = run_scenario(s, d, keep_events=False)
-            assert r.counters is not None
-            cell = _rets(r) if r.verdict == "ok" else r.verdict.upper()
-            row.append(f"{cell} ({r.counters['user_access_windows']}w)")
-        rows.append(row)
-    _table("return values per design (w = user-access windows)", ["scenario", *designs], rows)
-    return 0
+    scenarios = _load_many(args)
+    designs = tuple(args.design or DESIGNS)
+    with ProgressDisplay("compare", many=len(scenarios) > 1) as display:
+        report = compare_scenarios(scenarios, designs, progress=display.hook)
+    render_compare(report)
+    return EXIT_OK
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    result = run_scenario(load_scenario(args.scenario), args.design)
+    from writepath.trace import function_graph
+
+    scenario = _load_one(args)
+    with ProgressDisplay(f"{scenario.name} [{args.design}]", many=False):
+        result = run_scenario(scenario, args.design, keep_events=True)
     sys.stdout.write(function_graph(result.events))
-    return 0
+    return EXIT_OK
+
+
+def render_check(report: CheckReport, verbose: bool) -> None:
+    for case in report.cases:
+        if not case.passed:
+            print(f"FAIL {case.scenario} [{case.design}]: " + "; ".join(case.problems))
+        elif verbose:
+            print(f"ok   {case.scenario} [{case.design}]")
+    summary = f"{report.passed} passed, {report.failed} failed"
+    if report.unjudged:
+        summary += f"; {len(report.unjudged)} scenario(s) without an [expect] to judge"
+    print(summary)
+
+
+def check_exit_code(report: CheckReport) -> int:
+    if report.failed:
+        return EXIT_DIFFERENCE
+    return EXIT_OK if report.cases else EXIT_ERROR
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    failures = 0
-    judged = 0
-    for s in _scenarios(args.scenarios):
-        for d in DESIGNS:
-            if s.expectation(d) is None or (
-                d not in CORRECT_DESIGNS and d not in s.expect_by_design
-            ):
-                continue
-            result = run_scenario(s, d, keep_events=False)
-            problems = judge(s, result)
-            judged += 1
-            if problems:
-                failures += 1
-                print(f"FAIL {s.name} [{d}]: " + "; ".join(problems))
-            elif args.verbose:
-                print(f"ok   {s.name} [{d}]")
-    print(f"{judged - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    scenarios = _load_many(args)
+    with ProgressDisplay("check", many=len(scenarios) > 1) as display:
+        report = check_scenarios(scenarios, progress=display.hook)
+    if not report.cases:
+        raise UsageError(
+            f"check: nothing judged: none of the {len(scenarios)} scenario(s) has an [expect] "
+            f"for {' or '.join(CORRECT_DESIGNS)} or an [expect.design.NAME]"
+        )
+    render_check(report, args.verbose)
+    return check_exit_code(report)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    r = bench_pwrite1(args.seconds, args.design)
+    from writepath.bench import bench_pwrite1
+
+    with ProgressDisplay(f"bench [{args.design}]", many=False):
+        r = bench_pwrite1(args.seconds, args.design)
     print(f"pwrite1 (4 KiB, resident buffer, tmpfs), design {r.design}")
     print(f"  model:       {r.model_calls_per_s:12,.0f} calls/s")
     print(f"  real kernel: {r.kernel_calls_per_s:12,.0f} calls/s ({r.kernel_method})")
     print(f"  the model is {r.ratio:.1f}x slower per call than the kernel")
-    return 0
+    return EXIT_OK
+
+
+def oracle_exit_code(verdict: str) -> int:
+    if verdict == "ok":
+        return EXIT_OK
+    return EXIT_SKIPPED if verdict == "skip" else EXIT_ERROR
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
     from writepath.oracle import run_oracle
 
-    result = run_oracle(load_scenario(args.scenario), args.dir, timeout=args.timeout)
+    scenario = _load_one(args)
+    with ProgressDisplay(f"{scenario.name} [kernel]", many=False):
+        result = run_oracle(scenario, args.dir, timeout=args.timeout)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(f"{result.scenario} on the real kernel: {result.verdict}")
-        for k, c in enumerate(result.calls):
-            print(f"  call[{k}] {c.op} = {c.as_expected()}")
-        for name, f in result.files.items():
-            print(f"  file {name}: size {f.size} sha256 {f.sha256()}")
-        if result.evidence:
-            print(f"  {result.evidence}")
-    return 0
+        _print_result(result, f"{result.scenario} on the real kernel")
+    return oracle_exit_code(result.verdict)
+
+
+def diff_exit_code(report: DiffReport) -> int:
+    """1 on any difference; else 2 on any kernel error; else 0 if something agreed, 3 if every
+    comparison was skipped."""
+    totals = report.totals
+    if totals["differ"]:
+        return EXIT_DIFFERENCE
+    if totals["error"]:
+        return EXIT_ERROR
+    return EXIT_OK if totals["agree"] else EXIT_SKIPPED
+
+
+def render_diff(report: DiffReport, as_json: bool) -> None:
+    totals = report.totals
+    if as_json:
+        for row in report.rows:
+            print(json.dumps(row.to_json()))
+        print(json.dumps({"totals": totals}))
+        return
+    _table(
+        f"model ({report.design}) against kernel {report.kernel}",
+        ["scenario", "fs", "result", "reason"],
+        [[r.scenario, r.fs, r.result, r.reason] for r in report.rows],
+    )
+    print(
+        f"{totals['agree']} agree, {totals['differ']} differ, {totals['skip']} skipped, "
+        f"{totals['error']} errors"
+    )
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from writepath.diff import run_diff
 
-    fss = [f.strip() for f in args.fs.split(",") if f.strip()] if args.fs else None
-    return run_diff(_scenarios(args.scenarios), fss, _table)
+    scenarios = _load_many(args)
+    with ProgressDisplay("diff", many=len(scenarios) > 1 or len(args.fs or ()) > 1) as display:
+        report = run_diff(scenarios, args.fs, timeout=args.timeout, progress=display.hook)
+    render_diff(report, args.json)
+    return diff_exit_code(report)
+
+
+# -- parser and entry point ---------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Accepted before the command and after it: writepath --debug run X, writepath run X --debug.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an internal error",
+    )
+    memory = argparse.ArgumentParser(add_help=False)
+    memory.add_argument(
+        "--max-memory",
+        type=byte_size,
+        default=DEFAULT_MAX_MEMORY,
+        metavar="BYTES",
+        help="refuse a scenario estimated to need more memory than this; suffixes K, M, G "
+        f"(default: {DEFAULT_MAX_MEMORY >> 30}G)",
+    )
+    formatter = argparse.RawDescriptionHelpFormatter
+
     p = argparse.ArgumentParser(
         prog="writepath",
         description="An executable model of the Linux buffered write path (665575cff098).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter,
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run one scenario in the model")
-    run.add_argument("scenario")
-    run.add_argument("--design", default="v6.14", choices=list(DESIGNS))
+    def command(name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog,
+            parents=[common, memory],
+            formatter_class=formatter,
+        )
+
+    one = "SCENARIO is a file or a catalogue name (e.g. self-mmap-same-page)."
+
+    run = command(
+        "run",
+        "run one scenario in the model",
+        f"{one}\nexit codes: 0 the run finished (whatever its verdict), 2 invalid scenario "
+        "or usage, 4 internal error",
+    )
+    run.add_argument("scenario", metavar="SCENARIO")
+    run.add_argument("--design", default=DEFAULT_DESIGN, choices=list(DESIGNS))
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.set_defaults(func=cmd_run)
 
-    cmp_ = sub.add_parser("compare", help="scenarios x designs: returns, verdicts, windows")
-    cmp_.add_argument("scenarios", nargs="*", help="files or folders (default: the catalogue)")
+    many = "SCENARIO: files, folders or catalogue names (default: the catalogue)"
+    cmp_ = command(
+        "compare",
+        "scenarios x designs: returns, verdicts, windows",
+        "exit codes: 0 done, 2 invalid scenario or usage (or no scenarios), 4 internal error",
+    )
+    cmp_.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=many)
     cmp_.add_argument("--design", action="append", choices=list(DESIGNS))
     cmp_.set_defaults(func=cmd_compare)
 
-    tr = sub.add_parser("trace", help="an ftrace function_graph trace of one scenario")
-    tr.add_argument("scenario")
-    tr.add_argument("--design", default="v6.14", choices=list(DESIGNS))
+    tr = command(
+        "trace",
+        "an ftrace function_graph trace of one scenario",
+        f"{one}\nexit codes: 0 done, 2 invalid scenario or usage, 4 internal error",
+    )
+    tr.add_argument("scenario", metavar="SCENARIO")
+    tr.add_argument("--design", default=DEFAULT_DESIGN, choices=list(DESIGNS))
     tr.set_defaults(func=cmd_trace)
 
-    ck = sub.add_parser("check", help="judge every scenario's [expect]; non-zero on a mismatch")
-    ck.add_argument("scenarios", nargs="*")
-    ck.add_argument("-v", "--verbose", action="store_true")
+    ck = command(
+        "check",
+        "judge every scenario's [expect]; non-zero on a mismatch",
+        "exit codes: 0 every judged case passed, 1 a mismatch, 2 invalid scenario or usage, "
+        "or nothing judged (no scenarios, or none with an [expect]), 4 internal error",
+    )
+    ck.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=many)
+    ck.add_argument("-v", "--verbose", action="store_true", help="list the cases that pass too")
     ck.set_defaults(func=cmd_check)
 
-    be = sub.add_parser("bench", help="model speed beside the real kernel's (pwrite1)")
-    be.add_argument("--seconds", type=float, default=2.0)
-    be.add_argument("--design", default="v6.14", choices=list(DESIGNS))
+    be = sub.add_parser(
+        "bench",
+        help="model speed beside the real kernel's (pwrite1)",
+        parents=[common],
+        epilog="exit codes: 0 done, 2 usage, 4 internal error",
+    )
+    be.add_argument("--seconds", type=positive_float, default=2.0, help="per measurement")
+    be.add_argument("--design", default=DEFAULT_DESIGN, choices=list(DESIGNS))
     be.set_defaults(func=cmd_bench)
 
-    orc = sub.add_parser("oracle", help="replay one scenario on this machine's kernel")
-    orc.add_argument("scenario")
+    orc = command(
+        "oracle",
+        "replay one scenario on this machine's kernel",
+        f"{one}\nexit codes: 0 the kernel run completed, 2 invalid scenario or usage, or the "
+        "kernel run failed (error, timeout, signal), 3 skipped (cannot be set up here), "
+        "4 internal error",
+    )
+    orc.add_argument("scenario", metavar="SCENARIO")
     orc.add_argument("--dir", default=None, help="where to create the files (default: per fs)")
-    orc.add_argument("--timeout", type=float, default=10.0)
-    orc.add_argument("--json", action="store_true")
+    orc.add_argument(
+        "--timeout", type=positive_float, default=10.0, help="seconds before the run is killed"
+    )
+    orc.add_argument("--json", action="store_true", help="print one JSON object")
     orc.set_defaults(func=cmd_oracle)
 
-    df = sub.add_parser("diff", help="model against the real kernel, scenario by scenario")
-    df.add_argument("scenarios", nargs="*")
-    df.add_argument("--fs", default=None, help="comma-separated: tmpfs,ext4,xfs,ramfs")
+    df = command(
+        "diff",
+        "model against the real kernel, scenario by scenario",
+        "exit codes: 0 everything compared agrees (skips allowed beside agreements), "
+        "1 a difference, 2 invalid scenario or usage, or a kernel run failed (error, timeout, "
+        "signal) with no difference, 3 everything skipped, 4 internal error",
+    )
+    df.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=many)
+    df.add_argument(
+        "--fs",
+        type=filesystem_list,
+        default=None,
+        help=f"comma-separated, from: {','.join(FILESYSTEMS)} (default: each scenario's own)",
+    )
+    df.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds before one kernel run is killed",
+    )
+    df.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line per scenario and filesystem, then the totals",
+    )
     df.set_defaults(func=cmd_diff)
     return p
 
 
+def _error(message: str) -> None:
+    print(f"writepath: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null so that the interpreter's
+    final flush does not complain about the broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors: argparse has printed them
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         rc: int = args.func(args)
-    except ScenarioError as e:
-        print(f"writepath: {e}", file=sys.stderr)
-        return 2
+        sys.stdout.flush()
+    except (ScenarioError, UsageError) as e:
+        _error(str(e))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except Exception as e:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        _error(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
+        return EXIT_INTERNAL
     return rc
 
 

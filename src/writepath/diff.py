@@ -3,6 +3,8 @@
 The model runs the design that matches this kernel's code for the filesystem: ``v6.14`` on a
 kernel >= 6.14 (``v6.13`` before), for tmpfs, ext4 and ramfs; xfs runs iomap's own loop in every
 design. The real kernel is the reference: a difference is a model bug until shown otherwise.
+
+``run_diff`` returns a ``report.DiffReport``; it prints nothing (the command line renders it).
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 import dataclasses
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from writepath.mounts import FsPool
-from writepath.oracle import run_oracle
+from writepath.report import DiffReport, DiffRow, ProgressHook, no_progress
 from writepath.results import RunResult
 from writepath.run import run_scenario
-from writepath.scenario import Scenario, ScenarioError, parse_scenario
+from writepath.scenario import FILESYSTEMS, Scenario, ScenarioError, parse_scenario
 
-Table = Callable[[str, list[str], list[list[str]]], None]
+#: Seconds the kernel run of one scenario may take before it is killed (``--timeout``).
+DEFAULT_TIMEOUT = 10.0
 
 
 #: The designs that name a kernel release, newest first: a kernel runs the newest one not
@@ -65,44 +69,83 @@ def first_difference(model: RunResult, kernel: RunResult) -> str | None:
     return None
 
 
-def diff_one(scenario: Scenario, pool: FsPool, design: str) -> tuple[str, str]:
-    """(status, detail): status is agree, differ, skip or error."""
-    kernel = run_oracle(scenario, pool=pool)
+class DiffOutcome(NamedTuple):
+    """What one scenario on one filesystem came to (one of report.DIFF_RESULTS), and why."""
+
+    result: str
+    reason: str
+
+
+#: Runs a scenario on the real kernel: ``oracle(scenario, pool, timeout)`` (injectable, like the
+#: oracle's own pool, so the comparison logic can be tested without a kernel).
+Oracle = Callable[[Scenario, FsPool, float], RunResult]
+
+
+def real_oracle(scenario: Scenario, pool: FsPool, timeout: float) -> RunResult:
+    """This machine's kernel, through ``writepath.oracle`` (imported only when used)."""
+    from writepath.oracle import run_oracle
+
+    return run_oracle(scenario, pool=pool, timeout=timeout)
+
+
+def diff_one(
+    scenario: Scenario,
+    pool: FsPool,
+    design: str,
+    oracle: Oracle = real_oracle,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> DiffOutcome:
+    """Run ``scenario`` on the kernel, then in the model under ``design``, and compare.
+
+    A kernel run that timed out, was killed or failed is ``error``, not ``differ``: it says
+    nothing about the model, so the model is not run."""
+    kernel = oracle(scenario, pool, timeout)
     if kernel.verdict == "skip":
-        return "skip", kernel.evidence
+        return DiffOutcome("skip", kernel.evidence)
     if kernel.verdict not in ("ok", "stale-data"):
-        return "differ", f"kernel {kernel.verdict}: {kernel.evidence}"
+        return DiffOutcome("error", f"kernel {kernel.verdict}: {kernel.evidence}")
     model = run_scenario(scenario, design, keep_events=False)
     d = first_difference(model, kernel)
-    return ("agree", "") if d is None else ("differ", d)
+    return DiffOutcome("agree", "") if d is None else DiffOutcome("differ", d)
 
 
-def run_diff(scenarios: list[Scenario], fss: list[str] | None, table: Table) -> int:
-    design = design_for_running_kernel()
-    rows: list[list[str]] = []
-    counts = {"agree": 0, "differ": 0, "skip": 0}
-    with FsPool() as pool:
-        for s in scenarios:
-            targets: list[tuple[str, Scenario | None, str]] = []
-            if fss:
-                for fs in fss:
-                    try:
-                        targets.append((fs, retarget(s, fs), ""))
-                    except ScenarioError as e:
-                        targets.append((fs, None, e.reason))
+def run_diff(
+    scenarios: Sequence[Scenario],
+    fss: Sequence[str] | None = None,
+    *,
+    design: str | None = None,
+    oracle: Oracle = real_oracle,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: ProgressHook = no_progress,
+    pool: FsPool | None = None,
+) -> DiffReport:
+    """Every scenario against the kernel: on each filesystem of ``fss`` (each scenario retargeted
+    there; a combination that cannot exist is a skip with the reason), or where its files say
+    when ``fss`` is None. ``design`` defaults to the one matching the running kernel."""
+    unknown = [fs for fs in fss or () if fs not in FILESYSTEMS]
+    if unknown:
+        raise ValueError(
+            f"unknown filesystem {', '.join(unknown)} (known: {', '.join(FILESYSTEMS)})"
+        )
+    design = design or design_for_running_kernel()
+    plan: list[tuple[Scenario, str, Scenario | None, str]] = []
+    for s in scenarios:
+        if fss:
+            for fs in fss:
+                try:
+                    plan.append((s, fs, retarget(s, fs), ""))
+                except ScenarioError as e:
+                    plan.append((s, fs, None, e.reason))
+        else:
+            plan.append((s, "/".join(sorted({f.fs for f in s.files})), s, ""))
+    rows: list[DiffRow] = []
+    with pool if pool is not None else FsPool() as active:
+        for k, (s, fs, target, why) in enumerate(plan):
+            progress(k, len(plan), f"{s.name} [{fs}]")
+            if target is None:
+                outcome = DiffOutcome("skip", why)
             else:
-                targets.append(("/".join(sorted({f.fs for f in s.files})), s, ""))
-            for fs, scen, why in targets:
-                if scen is None:
-                    status, detail = "skip", why
-                else:
-                    status, detail = diff_one(scen, pool, design)
-                counts[status] += 1
-                rows.append([s.name, fs, status, detail])
-    table(
-        f"model ({design}) against kernel {platform.release()}",
-        ["scenario", "fs", "result", "detail"],
-        rows,
-    )
-    print(f"{counts['agree']} agree, {counts['differ']} differ, {counts['skip']} skipped")
-    return 1 if counts["differ"] else 0
+                outcome = diff_one(target, active, design, oracle, timeout)
+            rows.append(DiffRow(s.name, fs, outcome.result, outcome.reason))
+    progress(len(plan), len(plan), "")
+    return DiffReport(design, platform.release(), tuple(rows))
