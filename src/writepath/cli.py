@@ -13,10 +13,11 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +56,7 @@ EXIT_INTERNAL = 4
 #: 128 + the signal number, as a shell reports a process the signal ended.
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -65,7 +67,8 @@ exit codes:
      nothing judged at all
   3  skip-only: diff or oracle could compare nothing, everything was skipped
   4  internal error (a bug): rerun with --debug for the traceback
-  130 interrupted (Ctrl-C); 141 stdout closed early (e.g. piped into head)
+  130 interrupted (Ctrl-C); 141 stdout closed early (e.g. piped into head);
+  143 terminated (SIGTERM), after removing what the run had set up
 
 SCENARIO arguments are files, folders of *.toml files, or catalogue names
 (e.g. self-mmap-same-page); with none, the catalogue is used."""
@@ -75,41 +78,16 @@ class UsageError(Exception):
     """A request the command cannot carry out as asked: one line, exit 2."""
 
 
-# -- scenario lookup and memory bounds ---------------------------------------------------------
-# scenario.py gains find_scenario, check_memory and DEFAULT_MAX_MEMORY (CONTRACTS.md); until a
-# version that has them is installed, the small equivalents below take their place.
+# -- scenario lookup ----------------------------------------------------------------------------
+# find_scenario, check_memory and DEFAULT_MAX_MEMORY live in scenario.py; they are re-exported
+# here because the command line is where they meet the user.
+find_scenario = scenario_mod.find_scenario
+check_memory = scenario_mod.check_memory
+DEFAULT_MAX_MEMORY = scenario_mod.DEFAULT_MAX_MEMORY
 
-#: Bytes a scenario may make the model and the oracle materialize (``--max-memory``).
-DEFAULT_MAX_MEMORY: int = getattr(scenario_mod, "DEFAULT_MAX_MEMORY", 3 << 30)
-
-
-def _find_scenario_fallback(arg: str) -> Path:
-    """Mirrors scenario.find_scenario: an existing file path, else a catalogue name (NAME or
-    NAME.toml in the default catalogue)."""
-    path = Path(arg)
-    if path.is_file():
-        return path
-    catalogue = scenario_mod.default_catalogue()
-    if "/" not in arg and arg not in ("", ".", ".."):
-        for name in (arg, f"{arg}.toml"):
-            candidate = catalogue / name
-            if candidate.is_file():
-                return candidate
-    raise ScenarioError(arg, "-", "no such file or catalogue scenario")
-
-
-def find_scenario(arg: str) -> Path:
-    """A scenario argument as a file: a path, or a name from the catalogue."""
-    finder: Callable[[str], Path] = getattr(scenario_mod, "find_scenario", _find_scenario_fallback)
-    return finder(arg)
-
-
-def check_memory(scenario: Scenario, limit: int) -> None:
-    """Refuse a scenario whose estimated memory demand exceeds ``limit`` (ScenarioError); a no-op
-    with a scenario module that cannot estimate it yet."""
-    checker: Callable[[Scenario, int], None] | None = getattr(scenario_mod, "check_memory", None)
-    if checker is not None:
-        checker(scenario, limit)
+#: ``run --json`` gives every call its tracepoints, which needs the run's whole event log; a
+#: scenario that writes more than this gives ``trace: null`` instead of holding that log.
+RUN_TRACE_LIMIT = 64 << 20
 
 
 def _load_one(args: argparse.Namespace) -> Scenario:
@@ -324,13 +302,19 @@ def _print_result(result: RunResult, heading: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = _load_one(args)
+    traces = args.json and written_bytes(scenario) <= RUN_TRACE_LIMIT
     with ProgressDisplay(f"{scenario.name} [{args.design}]", many=False):
-        result = run_scenario(scenario, args.design, keep_events=False)
+        result = run_scenario(scenario, args.design, keep_events=False, traces=traces)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         _print_result(result, f"{scenario.name} under {args.design}")
     return EXIT_OK
+
+
+def written_bytes(scenario: Scenario) -> int:
+    """The most the scenario's calls could write, summed over calls."""
+    return sum(sum(max(0, v.length) for v in c.iov) for c in scenario.calls)
 
 
 def _cell_text(verdict: str, rets: Sequence[int | str | None], windows: int) -> str:
@@ -419,11 +403,16 @@ def oracle_exit_code(verdict: str) -> int:
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
+    from writepath.mounts import FsPool
     from writepath.oracle import run_oracle
 
     scenario = _load_one(args)
-    with ProgressDisplay(f"{scenario.name} [kernel]", many=False):
-        result = run_oracle(scenario, args.dir, timeout=args.timeout)
+    # The pool first: its private mount namespace can only be made before the display's thread.
+    with (
+        FsPool(args.dir) as pool,
+        ProgressDisplay(f"{scenario.name} [kernel]", many=False),
+    ):
+        result = run_oracle(scenario, args.dir, timeout=args.timeout, pool=pool, trace=args.trace)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -432,14 +421,15 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def diff_exit_code(report: DiffReport) -> int:
-    """1 on any difference; else 2 on any kernel error; else 0 if something agreed, 3 if every
-    comparison was skipped."""
+    """1 on any difference in the end state; else 2 on any kernel error; else 0 if something
+    agreed, 3 if every comparison was skipped. A trace that differs where the end state agrees
+    is reported, not failed (README "Tracepoints")."""
     totals = report.totals
     if totals["differ"]:
         return EXIT_DIFFERENCE
     if totals["error"]:
         return EXIT_ERROR
-    return EXIT_OK if totals["agree"] else EXIT_SKIPPED
+    return EXIT_OK if totals["agree"] or totals["trace-differs"] else EXIT_SKIPPED
 
 
 def render_diff(report: DiffReport, as_json: bool) -> None:
@@ -454,18 +444,33 @@ def render_diff(report: DiffReport, as_json: bool) -> None:
         ["scenario", "fs", "result", "reason"],
         [[r.scenario, r.fs, r.result, r.reason] for r in report.rows],
     )
+    traces = (
+        f" ({totals['trace-differs']} more agree in end state but not in trace)"
+        if totals["trace-differs"]
+        else ""
+    )
     print(
-        f"{totals['agree']} agree, {totals['differ']} differ, {totals['skip']} skipped, "
-        f"{totals['error']} errors"
+        f"{totals['agree']} agree{traces}, {totals['differ']} differ, "
+        f"{totals['skip']} skipped, {totals['error']} errors"
     )
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from writepath.diff import run_diff
+    from writepath.mounts import FsPool
 
     scenarios = _load_many(args)
-    with ProgressDisplay("diff", many=len(scenarios) > 1 or len(args.fs or ()) > 1) as display:
-        report = run_diff(scenarios, args.fs, timeout=args.timeout, progress=display.hook)
+    many = len(scenarios) > 1 or len(args.fs or ()) > 1
+    # The pool first: its private mount namespace can only be made before the display's thread.
+    with FsPool() as pool, ProgressDisplay("diff", many=many) as display:
+        report = run_diff(
+            scenarios,
+            args.fs,
+            timeout=args.timeout,
+            progress=display.hook,
+            pool=pool,
+            trace=args.trace,
+        )
     render_diff(report, args.json)
     return diff_exit_code(report)
 
@@ -523,7 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("scenario", metavar="SCENARIO")
     run.add_argument("--design", default=DEFAULT_DESIGN, choices=list(DESIGNS))
-    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object; each call carries its tracepoints (trace: null when the "
+        f"scenario writes more than {RUN_TRACE_LIMIT >> 20} MiB)",
+    )
     run.set_defaults(func=cmd_run)
 
     many = "SCENARIO: files, folders or catalogue names (default: the catalogue)"
@@ -578,6 +588,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=positive_float, default=10.0, help="seconds before the run is killed"
     )
     orc.add_argument("--json", action="store_true", help="print one JSON object")
+    orc.add_argument(
+        "--trace",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record each call's tracepoints through tracefs (default: on where permitted)",
+    )
     orc.set_defaults(func=cmd_oracle)
 
     df = command(
@@ -599,6 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=10.0,
         help="seconds before one kernel run is killed",
+    )
+    df.add_argument(
+        "--trace",
+        action="store_true",
+        help="also compare each call's tracepoints, model against kernel (README Tracepoints)",
     )
     df.add_argument(
         "--json",
@@ -624,7 +645,25 @@ def _silence_stdout() -> None:
         pass
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: unwind like an interrupt, so every pool and mount is cleaned up."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Python's default for SIGTERM ends the process without running finally blocks, which would
+    # leave the oracle's directories behind; only the command line installs this.
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -639,6 +678,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except Terminated:
+        _error("terminated")
+        return EXIT_TERMINATED
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE

@@ -20,6 +20,7 @@ from writepath.report import DiffReport, DiffRow, ProgressHook, no_progress
 from writepath.results import RunResult
 from writepath.run import run_scenario
 from writepath.scenario import FILESYSTEMS, Scenario, ScenarioError, parse_scenario
+from writepath.tracecmp import first_trace_difference
 
 #: Seconds the kernel run of one scenario may take before it is killed (``--timeout``).
 DEFAULT_TIMEOUT = 10.0
@@ -81,11 +82,18 @@ class DiffOutcome(NamedTuple):
 Oracle = Callable[[Scenario, FsPool, float], RunResult]
 
 
-def real_oracle(scenario: Scenario, pool: FsPool, timeout: float) -> RunResult:
+def real_oracle(scenario: Scenario, pool: FsPool, timeout: float, trace: bool = False) -> RunResult:
     """This machine's kernel, through ``writepath.oracle`` (imported only when used)."""
     from writepath.oracle import run_oracle
 
-    return run_oracle(scenario, pool=pool, timeout=timeout)
+    return run_oracle(scenario, pool=pool, timeout=timeout, trace=trace)
+
+
+def _traced(oracle: Oracle) -> Callable[[Scenario, FsPool, float], RunResult]:
+    """The oracle asked for traces (the real one takes ``trace``; injected ones need not)."""
+    if oracle is real_oracle:
+        return lambda s, p, t: real_oracle(s, p, t, trace=True)
+    return oracle
 
 
 def diff_one(
@@ -94,19 +102,31 @@ def diff_one(
     design: str,
     oracle: Oracle = real_oracle,
     timeout: float = DEFAULT_TIMEOUT,
+    trace: bool = False,
 ) -> DiffOutcome:
     """Run ``scenario`` on the kernel, then in the model under ``design``, and compare.
 
     A kernel run that timed out, was killed or failed is ``error``, not ``differ``: it says
     nothing about the model, so the model is not run."""
-    kernel = oracle(scenario, pool, timeout)
+    kernel = (_traced(oracle) if trace else oracle)(scenario, pool, timeout)
     if kernel.verdict == "skip":
         return DiffOutcome("skip", kernel.evidence)
     if kernel.verdict not in ("ok", "stale-data"):
         return DiffOutcome("error", f"kernel {kernel.verdict}: {kernel.evidence}")
-    model = run_scenario(scenario, design, keep_events=False)
+    model = run_scenario(scenario, design, keep_events=False, traces=trace)
     d = first_difference(model, kernel)
-    return DiffOutcome("agree", "") if d is None else DiffOutcome("differ", d)
+    if d is not None:
+        return DiffOutcome("differ", d)
+    if trace:
+        if any(c.trace is None for c in kernel.calls):
+            why = kernel.extra.get("trace_unavailable", "no kernel trace")
+            return DiffOutcome("agree", f"end state only: {why}")
+        t = first_trace_difference(
+            [c.trace or () for c in model.calls], [c.trace or () for c in kernel.calls]
+        )
+        if t is not None:
+            return DiffOutcome("trace-differs", t)
+    return DiffOutcome("agree", "")
 
 
 def run_diff(
@@ -118,6 +138,7 @@ def run_diff(
     timeout: float = DEFAULT_TIMEOUT,
     progress: ProgressHook = no_progress,
     pool: FsPool | None = None,
+    trace: bool = False,
 ) -> DiffReport:
     """Every scenario against the kernel: on each filesystem of ``fss`` (each scenario retargeted
     there; a combination that cannot exist is a skip with the reason), or where its files say
@@ -145,7 +166,7 @@ def run_diff(
             if target is None:
                 outcome = DiffOutcome("skip", why)
             else:
-                outcome = diff_one(target, active, design, oracle, timeout)
+                outcome = diff_one(target, active, design, oracle, timeout, trace)
             rows.append(DiffRow(s.name, fs, outcome.result, outcome.reason))
     progress(len(plan), len(plan), "")
     return DiffReport(design, platform.release(), tuple(rows))
