@@ -457,7 +457,6 @@ AGREEING = [
     "fd-4-5-6-7-pwritev",
     "flags-wronly-rdwr",
     "flags-all",
-    "flags-duplicated",
     "pos-llong-max-minus-1",
     "pos-last-page-writev",
     "iov-past-end-1-byte",
