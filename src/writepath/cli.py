@@ -627,6 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="one JSON object per line per scenario and filesystem, then the totals",
     )
     df.set_defaults(func=cmd_diff)
+
+    # The lab builds and boots kernels: its options and stages live in its own package.
+    from writepath.lab import cli as lab_cli
+
+    lab_cli.add_parser(sub)
     return p
 
 
