@@ -174,7 +174,8 @@ def consistency_violations(scenario: Scenario, result: RunResult) -> list[str]:
         if got.size != len(expected):
             problems.append(f"file {name}: size {got.size}, expected {len(expected)}")
             continue
-        want = FileState(len(expected), pages_from_bytes(bytes(expected)))
+        # Content only: which bytes are stale is judged by [expect] stale and the verdict.
+        want = FileState(len(expected), pages_from_bytes(bytes(expected)), got.stale)
         diff = got.first_difference(want)
         if diff is not None:
             problems.append(f"file {name}: first differing byte at offset {diff}")
