@@ -278,6 +278,9 @@ def iomap_write_iter(task: Task, it: IomapIter, i: IovIter, copy_first: bool) ->
     """
     inode = it.inode
     mapping = inode.i_mapping
+    # Each mapping is a loop of its own: a pass that failed at the end of the previous mapping
+    # (and returned) is not a retry of this one.
+    note_loop_start(task)
     chunk = mapping_max_folio_size(mapping)
     total_written = 0
     status = 0
