@@ -323,13 +323,25 @@ def _cell_text(verdict: str, rets: Sequence[int | str | None], windows: int) -> 
 
 
 def render_compare(report: CompareReport) -> None:
+    from writepath.kernel.filemap import LOOP_FORMS
+
+    loops = sorted({loop for row in report.rows for loop in row.loops})
+    _table(
+        "where each loop faults the source in, per design",
+        ["loop", *report.designs],
+        [[loop, *(LOOP_FORMS[d][loop] for d in report.designs)] for loop in loops],
+    )
     rows = [
-        [row.scenario, *(_cell_text(c.verdict, c.rets, c.user_access_windows) for c in row.cells)]
+        [
+            row.scenario,
+            "+".join(loop.split("_")[0] for loop in row.loops),
+            *(_cell_text(c.verdict, c.rets, c.user_access_windows) for c in row.cells),
+        ]
         for row in report.rows
     ]
     _table(
         "return values per design (w = user-access windows)",
-        ["scenario", *report.designs],
+        ["scenario", "loop", *report.designs],
         rows,
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from writepath.judge import judge
 from writepath.kernel.filemap import DESIGNS
+from writepath.kernel.fs import WRITE_LOOP
 from writepath.results import RunResult
 from writepath.run import run_scenario
 from writepath.scenario import Scenario
@@ -119,6 +120,8 @@ class CompareCell:
 class CompareRow:
     scenario: str
     cells: tuple[CompareCell, ...]
+    #: The write loop(s) of the scenario's files (kernel.fs.WRITE_LOOP), e.g. iomap_write_iter.
+    loops: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ def compare_scenarios(
                 CompareCell(d, r.verdict, tuple(c.as_expected() for c in r.calls), windows)
             )
             done += 1
-        rows.append(CompareRow(s.name, tuple(cells)))
+        loops = tuple(dict.fromkeys(WRITE_LOOP[f.fs] for f in s.files))
+        rows.append(CompareRow(s.name, tuple(cells), loops))
     progress(total, total, "")
     return CompareReport(tuple(designs), tuple(rows))
 

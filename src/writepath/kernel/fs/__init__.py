@@ -27,3 +27,18 @@ def filesystems() -> dict[str, FileSystem]:
         "fuse": fuse(),
         "tmpfs-huge": tmpfs_huge(),
     }
+
+
+#: The buffered write loop each filesystem runs (the keys of filemap.LOOP_FORMS).
+WRITE_LOOP = {
+    "tmpfs": "generic_perform_write",
+    "tmpfs-huge": "generic_perform_write",
+    "ramfs": "generic_perform_write",
+    "ext4": "generic_perform_write",
+    "ext4-nodelalloc": "generic_perform_write",
+    "ext4-journal": "generic_perform_write",
+    "ext2": "generic_perform_write",  # served by the ext4 driver (fs/ext2.py)
+    "xfs": "iomap_write_iter",
+    "btrfs": "btrfs_buffered_write",
+    "fuse": "fuse_perform_write",
+}
