@@ -30,14 +30,30 @@ def short_copy_doc(
     are readable and the next page is PROT_NONE."""
     pages = max(1, -(-readable // P))
     regions: list[dict[str, Any]] = [
-        {"name": "buf", "pages": pages, "kind": "anon", "prot": "rw", "touched": True,
-         "data": "pattern:7"},
+        {
+            "name": "buf",
+            "pages": pages,
+            "kind": "anon",
+            "prot": "rw",
+            "touched": True,
+            "data": "pattern:7",
+        },
         {"name": "bad", "pages": 1, "kind": "anon", "prot": "none", "touched": False},
     ]
     if cached:
         # A touched read mapping of the whole file: its holes are read into uptodate folios.
-        regions.append({"name": "map", "pages": size // P, "kind": "file", "file": "target",
-                        "offset": 0, "shared": True, "prot": "r", "touched": True})
+        regions.append(
+            {
+                "name": "map",
+                "pages": size // P,
+                "kind": "file",
+                "file": "target",
+                "offset": 0,
+                "shared": True,
+                "prot": "r",
+                "touched": True,
+            }
+        )
     return {
         "name": "t",
         "file": [{"name": "target", "fs": fs, "size": size, "data": "zero"}],
@@ -101,8 +117,9 @@ def test_other_filesystems_expose_nothing(fs: str, name: str) -> None:
 def test_written_bytes_and_the_rest_reads_as_zero(fs: str) -> None:
     # What the file reads back: the copied source bytes at pos, zeros elsewhere (on xfs the
     # stale bytes are masked to zero in the model's data; the real file showed canary there).
-    result = run_scenario(parse_scenario(short_copy_doc(fs, 65536, 1000, 16384, 100), "<t>"),
-                          "v6.14")
+    result = run_scenario(
+        parse_scenario(short_copy_doc(fs, 65536, 1000, 16384, 100), "<t>"), "v6.14"
+    )
     assert result.calls[0].ret == 100
     state = result.files["target"]
     assert state.size == 65536
@@ -126,8 +143,18 @@ def test_uninitialized_bytes_travel_through_a_self_mapping_write() -> None:
     # [1000, 2000) through a shared mapping of the file to offset 20000: the stale part of the
     # source, [1100, 2000), arrives stale at [20100, 21000).
     doc = short_copy_doc("xfs", 65536, 1000, 3096, 100)
-    doc["region"].append({"name": "map", "pages": 1, "kind": "file", "file": "target",
-                          "offset": 0, "shared": True, "prot": "r", "touched": False})
+    doc["region"].append(
+        {
+            "name": "map",
+            "pages": 1,
+            "kind": "file",
+            "file": "target",
+            "offset": 0,
+            "shared": True,
+            "prot": "r",
+            "touched": False,
+        }
+    )
     doc["call"].append({"op": "pwrite", "iov": [["map", 1000, 1000]], "pos": 20000})
     scenario = parse_scenario(doc, "<test>")
     machine = setup(scenario, "v6.14")
