@@ -337,7 +337,7 @@ def test_interrupt_is_one_line_exit_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(cli, "run_scenario", raising(KeyboardInterrupt()))
-    rc, out, err = run_main(["run", SELF], capsys)
+    rc, _out, err = run_main(["run", SELF], capsys)
     assert rc == 130
     assert one_line(err) == "writepath: interrupted"
 
