@@ -194,7 +194,7 @@ class ProgressDisplay:
             TimeElapsedColumn,
         )
 
-        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}", markup=False)]
         if self._many:
             columns += [BarColumn(), MofNCompleteColumn()]
         columns.append(TimeElapsedColumn())
