@@ -466,3 +466,44 @@ def test_progress_goes_to_stderr_never_into_json(
         ["scenario", "fs", "result", "reason"],
         ["totals"],
     ]
+
+
+# -- tables -------------------------------------------------------------------------------------
+
+LONG_NAME = "a-scenario-name-long-enough-that-it-has-to-fold-somewhere-in-the-middle"
+TABLE_ROWS = [
+    [LONG_NAME, "4096 (2w)", "EFAULT (1w)", "LIVELOCK (2w)"],
+    ["short", "12 (1w)", "12 (1w)", "DEADLOCK (1w)"],
+]
+
+
+@pytest.mark.parametrize("columns", [200, 80, 60])
+def test_tables_fit_the_terminal(
+    columns: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    cli._table("t", ["scenario", "v6.13", "faulting-copy", "no-fault-in"], TABLE_ROWS)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # no colours and styles
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= columns
+    lines = out.splitlines()
+    body = lines[next(k for k, line in enumerate(lines) if "───" in line) + 1 :]
+    # The name column starts the line: its folded pieces read as the names again.
+    names = [line.split()[0] for line in body if line[:3].strip()]
+    assert "".join(names) == LONG_NAME + "short"
+    assert "LIVELOCK" in out and "DEADLOCK" in out
+
+
+def test_a_table_too_wide_to_fold_is_plain_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "30")
+    cli._table("t", ["scenario", "v6.13", "faulting-copy", "no-fault-in"], TABLE_ROWS)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# t"
+    assert lines[2].split() == [LONG_NAME, "4096", "(2w)", "EFAULT", "(1w)", "LIVELOCK", "(2w)"]

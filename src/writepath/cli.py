@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import threading
 import traceback
 from collections.abc import Sequence
@@ -242,25 +243,66 @@ class ProgressDisplay:
 # -- rendering ----------------------------------------------------------------------------------
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    """A rich table that fits the terminal on a terminal, aligned plain text otherwise. The first
-    column (scenario names) and the last (free text) fold where they are too long."""
+#: The narrowest a column of scenario names (or of reasons) gets on a terminal before the table
+#: falls back to plain text; and the widest a column of names gets.
+_MIN_FOLD_WIDTH = 20
+_MAX_NAME_WIDTH = 48
+
+
+def _fold(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, broken between words or after a hyphen
+    where possible (scenario names are hyphenated), inside a word where not."""
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=True)) or text
+
+
+def _longest_part(text: str) -> int:
+    """The widest piece ``text`` can be broken into at spaces and after hyphens."""
+    return max((len(w) for w in re.split(r"\s+|(?<=-)", text) if w), default=0)
+
+
+def _table(title: str, header: list[str], rows: list[list[str]], free_text: bool = False) -> None:
+    """A rich table that fits the terminal on a terminal, aligned plain text otherwise.
+
+    Where the table is too wide, value cells wrap between words and headers after hyphens, and
+    the first column (scenario names) and a last ``free_text`` column (reasons) fold to the
+    width that is left, down to 20 characters. Where even that does not fit, the plain text is
+    printed: the terminal wraps its lines, but nothing is cut off."""
     if sys.stdout.isatty():
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title)
-        for k, h in enumerate(header):
-            if k == 0:
-                table.add_column(h, overflow="fold", max_width=48)
-            elif k == len(header) - 1:
-                table.add_column(h, overflow="fold")
+        console = Console()
+        last = len(header) - 1
+        columns = [[h, *(r[k] for r in rows)] for k, h in enumerate(header)]
+        natural = [max(len(c) for c in col) for col in columns]
+        natural[0] = min(natural[0], _MAX_NAME_WIDTH)
+        # Each column costs a space either side and a separator besides its text.
+        room = console.width - (3 * len(header) + 1)
+        folded = {0, last} if free_text else {0}
+        widths = list(natural)
+        narrow = sum(natural) > room
+        if narrow:
+            for k, col in enumerate(columns):
+                if k not in folded:
+                    widths[k] = max(_longest_part(col[0]), *(_longest_part(c) for c in col[1:]))
+            left = room - sum(w for k, w in enumerate(widths) if k not in folded)
+            if free_text:
+                widths[0] = min(natural[0], max(_MIN_FOLD_WIDTH, left // 3))
+                widths[last] = min(natural[last], left - widths[0])
             else:
-                table.add_column(h, no_wrap=True)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
+                widths[0] = min(natural[0], left)
+        if all(widths[k] >= min(_MIN_FOLD_WIDTH, natural[k]) for k in folded):
+            table = Table(title=title, box=box.SIMPLE_HEAD)
+            for k, h in enumerate(header):
+                text = _fold(h, widths[k]) if narrow else h
+                table.add_column(text, min_width=widths[k], no_wrap=k in folded)
+            for row in rows:
+                table.add_row(
+                    *(_fold(c, widths[k]) if k in folded else c for k, c in enumerate(row))
+                )
+            console.print(table)
+            return
     print(f"# {title}")
     widths = [
         max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for k, h in enumerate(header)
@@ -455,6 +497,7 @@ def render_diff(report: DiffReport, as_json: bool) -> None:
         f"model ({report.design}) against kernel {report.kernel}",
         ["scenario", "fs", "result", "reason"],
         [[r.scenario, r.fs, r.result, r.reason] for r in report.rows],
+        free_text=True,
     )
     traces = (
         f" ({totals['trace-differs']} more agree in end state but not in trace)"
