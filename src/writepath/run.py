@@ -10,9 +10,19 @@ from dataclasses import dataclass
 from writepath.counters import count
 from writepath.kernel import pagecache
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.fadvise import POSIX_FADV_DONTNEED, generic_fadvise
 from writepath.kernel.filemap import DESIGNS
 from writepath.kernel.fs import filesystems
 from writepath.kernel.kernel import Kernel
+from writepath.kernel.madvise import (
+    MADV_DONTNEED,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+    __vm_munmap,
+    do_madvise,
+    do_mprotect_pkey,
+)
 from writepath.kernel.mm import MM, VMA, ZERO_PAGE, do_user_addr_fault, mmap_region
 from writepath.kernel.pagecache import (
     AddressSpace,
@@ -21,6 +31,7 @@ from writepath.kernel.pagecache import (
     filemap_add_folio,
     mapping_max_folio_size,
 )
+from writepath.kernel.read import ksys_pread64
 from writepath.kernel.read_write import (
     SEEK_CUR,
     SEEK_END,
@@ -31,13 +42,15 @@ from writepath.kernel.read_write import (
     ksys_pwrite64,
     ksys_write,
 )
+from writepath.kernel.signal import fatal_signal_pending, kill_pid_info
 from writepath.kernel.task import SchedPoint, Task, WaitOn
 from writepath.kernel.tracepoints import Event
+from writepath.kernel.truncate import do_sys_ftruncate
 from writepath.kernel.vfs import O_APPEND, O_RDONLY, O_RDWR, O_WRONLY, File, Inode
 from writepath.layout import MODEL_BASE, iov_address, region_bases
 from writepath.results import CallResult, FileState, PageData, Ranges, RunResult
-from writepath.scenario import CallSpec, Scenario, fill, is_zero_data
-from writepath.sched import Verdict, run_alone
+from writepath.scenario import MAIN_TASK, CallSpec, Scenario, fill, is_zero_data
+from writepath.sched import Choice, Outcome, Policy, Scheduler, Verdict, run_alone
 from writepath.trace import model_call_traces
 
 _FLAG_BITS = {
@@ -47,6 +60,9 @@ _FLAG_BITS = {
     "O_RDWR": O_RDWR,
 }
 _WHENCE = {"SEEK_SET": SEEK_SET, "SEEK_CUR": SEEK_CUR, "SEEK_END": SEEK_END}
+_PROT = {"none": PROT_NONE, "r": PROT_READ, "rw": PROT_READ | PROT_WRITE}
+_MADVICE = {"MADV_DONTNEED": MADV_DONTNEED}
+_FADVICE = {"POSIX_FADV_DONTNEED": POSIX_FADV_DONTNEED}
 
 #: The period of ``scenario.fill``'s pattern specs: byte k depends only on k % 251.
 PATTERN_PERIOD = 251
@@ -67,6 +83,8 @@ def fd_plan(scenario: Scenario) -> list[tuple[str, tuple[str, ...]]]:
     n-th gets descriptor 3 + n. Calls with the same file and flags share the file position."""
     plan: list[tuple[str, tuple[str, ...]]] = []
     for c in scenario.calls:
+        if c.op in ("madvise", "munmap", "mprotect", "kill"):
+            continue  # calls on memory or tasks open no file
         key = (c.file, tuple(sorted(c.flags)))
         if key not in plan:
             plan.append(key)
@@ -82,6 +100,9 @@ class ModelMachine:
     inodes: dict[str, Inode]
     bases: dict[str, int]
     fds: dict[tuple[str, tuple[str, ...]], int]
+    #: Every task by its scenario name (``main`` is ``task``): threads of one process, sharing
+    #: its mm and its file table.
+    tasks: dict[str, Task] = dataclasses.field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -202,25 +223,125 @@ def setup(scenario: Scenario, design: str) -> ModelMachine:
         fd = 3 + n
         task.files[fd] = File(inodes[name], open_flags(flags))
         fds[(name, flags)] = fd
+    tasks = {MAIN_TASK: task}
+    task.comm = MAIN_TASK
+    for pid, name in enumerate(scenario.tasks[1:], start=2):
+        thread = Task(kernel, pid, mm, comm=name)
+        thread.files = task.files  # CLONE_FILES: one descriptor table
+        thread.rlimit_fsize = scenario.rlimit_fsize
+        tasks[name] = thread
     kernel.events.clear()
     kernel.generation = 0
-    return ModelMachine(kernel, task, inodes, bases, fds)
+    return ModelMachine(kernel, task, inodes, bases, fds, tasks)
 
 
 def syscall(machine: ModelMachine, call: CallSpec) -> Generator[SchedPoint | WaitOn, None, int]:
-    """The generator of one call of the scenario."""
-    task = machine.task
+    """The generator of one call of the scenario, made by the call's task."""
+    task = machine.tasks.get(call.task, machine.task)
+    op = call.op
+    if op in ("madvise", "munmap", "mprotect"):
+        assert call.region is not None
+        start = machine.bases[call.region] + call.offset
+        if op == "madvise":
+            assert call.advice is not None
+            return do_madvise(task, start, call.length, _MADVICE[call.advice])
+        if op == "munmap":
+            return __vm_munmap(task, start, call.length)
+        assert call.prot is not None
+        return do_mprotect_pkey(task, start, call.length, _PROT[call.prot])
+    if op == "kill":
+        assert call.target is not None and call.signal is not None
+        return kill_pid_info(task, machine.tasks[call.target], call.signal)
     fd = call.fd if call.fd is not None else machine.fds[(call.file, tuple(sorted(call.flags)))]
+    if op == "ftruncate":
+        return do_sys_ftruncate(task, fd, call.length)
+    if op == "fadvise":
+        assert call.advice is not None
+        return generic_fadvise(task, fd, call.offset, call.length, _FADVICE[call.advice])
+    if op == "pread":
+        return ksys_pread64(task, fd, call.length, call.pos)
     vec = [(iov_address(v, machine.bases), v.length) for v in call.iov]
-    if call.op == "write":
+    if op == "write":
         return ksys_write(task, fd, vec[0][0], vec[0][1])
-    if call.op == "pwrite":
+    if op == "pwrite":
         return ksys_pwrite64(task, fd, vec[0][0], vec[0][1], call.pos)
-    if call.op == "writev":
+    if op == "writev":
         return do_writev(task, fd, vec)
-    if call.op == "pwritev":
+    if op == "pwritev":
         return do_pwritev(task, fd, vec, call.pos)
     return ksys_lseek(task, fd, call.pos, _WHENCE[call.whence])
+
+
+def task_body(
+    machine: ModelMachine, calls: list[tuple[int, CallSpec]], out: dict[int, CallResult]
+) -> Generator[SchedPoint | WaitOn, None, object]:
+    """One task's calls in order (each ``repeat`` times), results into ``out`` by call index.
+
+    A task with a fatal signal pending makes no more calls (it exits at its return to user
+    space); a call it was in returns what the kernel returns."""
+    for k, call in calls:
+        task = machine.tasks.get(call.task, machine.task)
+        ret = 0
+        for _ in range(call.repeat):
+            if fatal_signal_pending(task):
+                return None
+            ret = yield from syscall(machine, call)
+        out[k] = CallResult.from_kernel_ret(call.op, ret, tuple(task.signals))
+    return None
+
+
+@dataclass
+class TaskRun:
+    """A multi-task run: the result, the machine at its end (``release_machine`` it when done
+    looking), the engine's outcome and the choices it recorded."""
+
+    result: RunResult
+    machine: ModelMachine
+    outcome: Outcome
+    choices: list[Choice]
+    steps: int
+
+
+def run_tasks(
+    scenario: Scenario,
+    design: str,
+    policy: Policy | None = None,
+    keep_events: bool = False,
+    max_steps: int | None = None,
+) -> TaskRun:
+    """Run every task of ``scenario`` concurrently under ``design``, ``policy`` choosing who runs
+    at each scheduling point (default: no preemption, lower pid first). Results are in the
+    scenario's call order; a call that never returned (a deadlock, a livelock, a killed task's
+    later calls) has ``ret`` None."""
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+    machine = setup(scenario, design)
+    sched = (
+        Scheduler(machine.kernel, policy)
+        if max_steps is None
+        else Scheduler(machine.kernel, policy, max_steps)
+    )
+    out: dict[int, CallResult] = {}
+    for name in scenario.tasks:
+        mine = [(k, c) for k, c in enumerate(scenario.calls) if c.task == name]
+        sched.spawn(machine.tasks[name], task_body(machine, mine, out))
+    outcome = sched.run()
+    calls = [out.get(k, CallResult(c.op, None, None)) for k, c in enumerate(scenario.calls)]
+    files = {name: file_state(inode) for name, inode in machine.inodes.items()}
+    verdict, evidence = outcome.verdict, outcome.evidence
+    if verdict is Verdict.OK and any(f.stale for f in files.values()):
+        verdict = Verdict.STALE_DATA
+        evidence = "; ".join(
+            f"{name}: stale bytes {', '.join(f'[{s}, {e})' for s, e in f.stale)}"
+            for name, f in files.items()
+            if f.stale
+        )
+    result = RunResult(
+        scenario.name, design, verdict.value, calls, files, evidence, count(machine.kernel.events)
+    )
+    if keep_events:
+        result.events = machine.kernel.events
+    return TaskRun(result, machine, outcome, sched.choices, sched.steps)
 
 
 def _stale_ranges(inode: Inode) -> Ranges:
@@ -265,7 +386,7 @@ def file_state(inode: Inode) -> FileState:
     return FileState(size, pages, _stale_ranges(inode))
 
 
-def _release(machine: ModelMachine) -> None:
+def release_machine(machine: ModelMachine) -> None:
     """Let go of the page cache, disk blocks and page table of a machine whose run has ended.
 
     An inode and its address_space point at each other (``mapping.host``), so without this
@@ -296,6 +417,11 @@ def run_scenario(
         return result
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+    if not scenario.single_task:
+        # Several tasks: the one engine under its default schedule (no preemption).
+        run = run_tasks(scenario, design, keep_events=keep_events)
+        release_machine(run.machine)
+        return run.result
     machine = setup(scenario, design)
     events = machine.kernel.events
     counters = count(())
@@ -329,7 +455,7 @@ def run_scenario(
         ]
         per_call = model_call_traces(events, regions)
         calls = [dataclasses.replace(c, trace=t) for c, t in zip(calls, per_call, strict=False)]
-    _release(machine)
+    release_machine(machine)
     if verdict is Verdict.OK and any(f.stale for f in files.values()):
         # Every call returned, but a reader of the files would see uninitialized memory.
         verdict = Verdict.STALE_DATA

@@ -38,7 +38,20 @@ FILESYSTEMS = tuple(_FS_TABLE)
 DESIGN_NAMES = tuple(DESIGNS)
 REGION_KINDS = ("anon", "file", "hole")
 PROTS = ("r", "rw", "none")
-OPS = ("write", "pwrite", "writev", "pwritev", "lseek")
+#: The write-path calls, then the calls that race with a write from another task.
+WRITE_OPS = ("write", "pwrite", "writev", "pwritev", "lseek")
+RACE_OPS = ("madvise", "munmap", "mprotect", "ftruncate", "fadvise", "pread", "kill")
+OPS = WRITE_OPS + RACE_OPS
+MADVISE_ADVICE = ("MADV_DONTNEED",)
+FADVISE_ADVICE = ("POSIX_FADV_DONTNEED",)
+SIGNALS = ("SIGKILL",)
+#: The task a call without ``task`` belongs to.
+MAIN_TASK = "main"
+#: Tasks of one scenario: each is a thread of the one process; the explorer's search grows with
+#: their number, and four are enough for every race the catalogue shows.
+MAX_TASKS = 4
+#: ``repeat`` runs a racing call this many times at most (a task that keeps dropping the source).
+MAX_REPEAT = 64
 OPEN_FLAGS = ("O_APPEND", "O_RDONLY", "O_WRONLY", "O_RDWR")
 WHENCES = ("SEEK_SET", "SEEK_CUR", "SEEK_END")
 VERDICTS = ("ok", "deadlock", "livelock", "stale-data")
@@ -231,6 +244,20 @@ class CallSpec:
     flags: tuple[str, ...] = ()
     whence: str = "SEEK_SET"
     fd: int | None = None
+    #: The task (thread of the scenario's one process) that makes the call.
+    task: str = MAIN_TASK
+    #: The racing ops' arguments: madvise/munmap/mprotect take region, offset (page-aligned,
+    #: within the region) and length; ftruncate/fadvise/pread take length (and file, pos);
+    #: kill takes target and signal.
+    region: str | None = None
+    offset: int = 0
+    length: int = 0
+    advice: str | None = None
+    prot: str | None = None
+    target: str | None = None
+    signal: str | None = None
+    #: How many times the call is made in a row (racing ops only).
+    repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -275,7 +302,16 @@ class Scenario:
 
     @property
     def single_task(self) -> bool:
-        return True
+        return all(c.task == MAIN_TASK for c in self.calls)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The scenario's tasks in order of first call, ``main`` first: task k has pid k + 1."""
+        names = [MAIN_TASK]
+        for c in self.calls:
+            if c.task not in names:
+                names.append(c.task)
+        return tuple(names)
 
 
 class _Reader:
@@ -493,8 +529,11 @@ def _parse_call(
     regions: dict[str, RegionSpec],
 ) -> CallSpec:
     r = _Reader(path, f"call[{i}]", table)
-    r.check_keys(("op", "file", "iov", "pos", "flags", "whence", "fd"))
     op = r.choice("op", OPS)
+    if op in RACE_OPS:
+        return _parse_race_call(r, op, files, regions)
+    r.check_keys(("op", "file", "iov", "pos", "flags", "whence", "fd", "task"))
+    task = _task_name(r)
     file_name = r.get("file", str, next(iter(files)))
     if file_name not in files:
         raise r.err("file", f"no [[file]] is named {_show(file_name)}")
@@ -516,7 +555,114 @@ def _parse_call(
         raise r.err("whence", f"only lseek has a whence, not {op}")
     whence = r.choice("whence", WHENCES, "SEEK_SET")
     fd = r.integer("fd", None, INT_MIN, INT_MAX, "a file descriptor is an int")
-    return CallSpec(op, file_name, tuple(iov), pos, tuple(flags), whence, fd)
+    return CallSpec(op, file_name, tuple(iov), pos, tuple(flags), whence, fd, task)
+
+
+def _task_name(r: _Reader) -> str:
+    task = r.get("task", str, MAIN_TASK)
+    if not _COMPONENT_RE.match(task):
+        raise r.err(
+            "task", f"{_show(task)} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        )
+    return str(task)
+
+
+#: The keys each racing op takes besides op, task and repeat.
+_RACE_KEYS: dict[str, tuple[str, ...]] = {
+    "madvise": ("region", "offset", "length", "advice"),
+    "munmap": ("region", "offset", "length"),
+    "mprotect": ("region", "offset", "length", "prot"),
+    "ftruncate": ("file", "length"),
+    "fadvise": ("file", "offset", "length", "advice"),
+    "pread": ("file", "pos", "length"),
+    "kill": ("target", "signal"),
+}
+
+
+def _parse_race_call(
+    r: _Reader, op: str, files: dict[str, FileSpec], regions: dict[str, RegionSpec]
+) -> CallSpec:
+    """A call that races with a write from another task (madvise, munmap, mprotect, ftruncate,
+    fadvise, pread, kill); every argument required, as the syscall has no defaults."""
+    keys = _RACE_KEYS[op]
+    r.check_keys(("op", "task", "repeat", *keys))
+    task = _task_name(r)
+    repeat = r.integer(
+        "repeat", 1, 1, MAX_REPEAT, "a racing call repeats a bounded number of times"
+    )
+    file_name = next(iter(files))
+    region = advice = prot = target = signal = None
+    offset = length = pos = 0
+    if "region" in keys:
+        region = r.get("region", str, required=True)
+        if region not in regions:
+            raise r.err("region", f"no [[region]] is named {_show(region)}")
+        reg = regions[region]
+        if reg.kind == "hole":
+            raise r.err("region", f"{region!r} is a hole: it has no mapping to change")
+        offset = r.integer("offset", ..., 0, reg.length - PAGE_SIZE, f"within region {region!r}")
+        if offset % PAGE_SIZE:
+            raise r.err("offset", f"must be page-aligned, not {offset}")
+        length = r.integer(
+            "length", ..., PAGE_SIZE, reg.length - offset, f"within region {region!r}"
+        )
+        if length % PAGE_SIZE:
+            raise r.err("length", f"must be a multiple of the page size, not {length}")
+        if op == "munmap" and (offset or length != reg.length):
+            # Splitting a VMA is not modelled: munmap removes a whole region.
+            raise r.err("length", f"munmap removes the whole region ({reg.length} bytes from 0)")
+    if "file" in keys:
+        file_name = r.get("file", str, required=True)
+        if file_name not in files:
+            raise r.err("file", f"no [[file]] is named {_show(file_name)}")
+        maxbytes = _FS_TABLE[files[file_name].fs].s_maxbytes
+        if op == "fadvise":
+            offset = r.integer("offset", ..., 0, maxbytes, "a file offset")
+        if op == "pread":
+            pos = r.integer("pos", ..., 0, maxbytes, "a file offset")
+        length = r.integer("length", ..., 0, maxbytes, f"s_maxbytes of {files[file_name].fs}")
+    if "advice" in keys:
+        advice = r.choice("advice", MADVISE_ADVICE if op == "madvise" else FADVISE_ADVICE)
+    if "prot" in keys:
+        prot = r.choice("prot", PROTS)
+    if op == "kill":
+        target = _task_name(_Reader(r.path, r.where, {"task": r.get("target", str, required=True)}))
+        if target == task:
+            raise r.err("target", "a task does not kill itself here: name another task")
+        signal = r.choice("signal", SIGNALS)
+    return CallSpec(
+        op,
+        file_name,
+        (),
+        pos,
+        (),
+        "SEEK_SET",
+        None,
+        task,
+        region,
+        offset,
+        length,
+        advice,
+        prot,
+        target,
+        signal,
+        repeat,
+    )
+
+
+def _check_tasks(path: str, calls: tuple[CallSpec, ...]) -> None:
+    """Tasks are named by their calls: at most MAX_TASKS, main among them, kills aimed at one."""
+    names: list[str] = []
+    for c in calls:
+        if c.task not in names:
+            names.append(c.task)
+    if len(names) > MAX_TASKS:
+        raise ScenarioError(path, "call", f"has {len(names)} tasks; at most {MAX_TASKS}")
+    if MAIN_TASK not in names:
+        raise ScenarioError(path, "call", f"no call belongs to task {MAIN_TASK!r}")
+    for i, c in enumerate(calls):
+        if c.target is not None and c.target not in names:
+            raise ScenarioError(path, f"call[{i}].target", f"no call belongs to task {c.target!r}")
 
 
 def _parse_expect(
@@ -690,6 +836,7 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
     if not raw_calls:
         raise r.err("call", "at least one [[call]] is required")
     calls = tuple(_parse_call(path, i, t, files, regions) for i, t in enumerate(raw_calls))
+    _check_tasks(path, calls)
     niov = sum(len(c.iov) for c in calls)
     if niov > MAX_IOV_TOTAL:
         raise r.err("call", f"the calls have {niov} iov entries; at most {MAX_IOV_TOTAL} in all")

@@ -31,7 +31,8 @@ the livelock detector (``note_no_progress``) about iterations that made no progr
 model's bookkeeping, not kernel code, and it changes nothing the loop does.
 
 Not modelled: ``balance_dirty_pages_ratelimited()`` (no writeback here) and
-``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is always false.
+``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is true once another
+task sent a fatal signal (``writepath.kernel.signal``): each loop tests it before write_begin.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from writepath.kernel.pagecache import (
     mapping_max_folio_size,
     offset_in_folio,
 )
+from writepath.kernel.signal import fatal_signal_pending
 from writepath.kernel.task import (
     COND_RESCHED,
     PAGE_FAULT,
@@ -189,6 +191,9 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
             break
+        if fatal_signal_pending(task):
+            status = -EINTR
+            break
         status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:
             break
@@ -231,6 +236,9 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         retry = False
         offset = pos & (chunk - 1)
         nbytes = min(chunk - offset, nbytes)
+        if fatal_signal_pending(task):
+            status = -EINTR
+            break
         status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:
             break
@@ -277,6 +285,9 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
         retry = False
         offset = pos & (chunk - 1)
         nbytes = min(chunk - offset, nbytes)
+        if fatal_signal_pending(task):
+            status = -EINTR
+            break
         status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:
             break
@@ -320,6 +331,9 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
         retry = False
         offset = pos & (chunk - 1)
         nbytes = min(chunk - offset, nbytes)
+        if fatal_signal_pending(task):
+            status = -EINTR
+            break
         status, copied, nbytes = yield from _write_chunk(
             task, file, mapping, a_ops, pos, nbytes, i, faulting=True
         )
@@ -370,6 +384,9 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
         nbytes = min(chunk - offset, nbytes)
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) != 0:
             status = -EFAULT
+            break
+        if fatal_signal_pending(task):
+            status = -EINTR
             break
         status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
         if status < 0:

@@ -12,9 +12,14 @@ into any copy from it). Anonymous pages and the shared zero page read as zeros: 
 uninitialized. Untouched anonymous memory reads the shared zero page.
 
 Simplifications: read faults only (the write path never stores to user memory); no fault-around
-beyond the faulting page; no mmap_lock (the model's faults cannot race with munmap inside one
-task, and a later multi-task explorer interleaves at the named scheduling points instead); no
-copy-on-write, since MAP_PRIVATE pages read the file until written and nothing here writes them.
+beyond the faulting page; no copy-on-write, since MAP_PRIVATE pages read the file until written
+and nothing here writes them. The mmap lock is one rw_semaphore per mm: a fault takes it for
+reading for the whole of its handling (the kernel first tries the per-VMA lock,
+lock_vma_under_rcu(), which excludes the same writers, and a fault that must sleep may drop the
+lock and retry with FAULT_FLAG_RETRY_NOWAIT: not modelled, the lock is held across the sleep);
+munmap and mprotect take it for writing, MADV_DONTNEED for reading (madvise_need_mmap_write()).
+A page table entry carries no protection bits: mprotect to PROT_NONE zaps the entries of the
+range, so the next access faults and the fault handler refuses it, as a PROT_NONE PTE would.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import DIV_ROUND_UP, OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.pagecache import Folio, folio_unlock
-from writepath.kernel.task import Sleeps, Task
+from writepath.kernel.task import Sleeps, Task, WaitOn
 from writepath.kernel.vfs import (
     VM_FAULT_ERROR,
     VM_FAULT_SIGBUS,
@@ -55,15 +60,88 @@ class VMA:
         return ((address - self.vm_start) >> PAGE_SHIFT) + self.vm_pgoff
 
 
-class MM:
-    """struct mm_struct: the VMAs (sorted, non-overlapping) and the page table."""
+class MmapLock:
+    """mm->mmap_lock, a rw_semaphore (kernel/locking/rwsem.c): any number of readers or one
+    writer. ``owner`` is the writer: what a reader waits for. ``for_writer`` is what a writer
+    waits for: the writer or, if none, a reader (the scheduler needs one holder to name).
 
-    __slots__ = ("pte", "starts", "vmas")
+    Simplification: no writer preference. A reader is admitted while a writer waits (the kernel
+    queues it behind the writer); the scheduler's choice of who runs first covers both orders.
+    """
+
+    __slots__ = ("for_writer", "owner", "readers")
+
+    def __init__(self) -> None:
+        self.owner: Task | None = None
+        self.readers: list[Task] = []
+        self.for_writer = _MmapLockWriteSide(self)
+
+    def lock_name(self) -> str:
+        return "mmap_lock"
+
+
+class _MmapLockWriteSide:
+    """The mmap lock as a writer sees it: held while a writer or any reader holds it."""
+
+    __slots__ = ("sem",)
+
+    def __init__(self, sem: MmapLock) -> None:
+        self.sem = sem
+
+    @property
+    def owner(self) -> Task | None:
+        if self.sem.owner is not None:
+            return self.sem.owner
+        return self.sem.readers[0] if self.sem.readers else None
+
+    @owner.setter
+    def owner(self, task: Task | None) -> None:
+        raise AttributeError("the write side of the mmap lock is taken with mmap_write_lock()")
+
+    def lock_name(self) -> str:
+        return "mmap_lock"
+
+
+def mmap_read_lock(task: Task, mm: MM) -> Sleeps[None]:
+    """down_read(&mm->mmap_lock): sleep while a writer holds it."""
+    sem = mm.mmap_lock
+    if sem.owner is not None:
+        task.emit((tp.LOCK_WAIT, task.pid, sem.lock_name(), sem.owner.pid))
+        while sem.owner is not None:
+            yield WaitOn(sem)
+    sem.readers.append(task)
+
+
+def mmap_read_unlock(task: Task, mm: MM) -> None:
+    mm.mmap_lock.readers.remove(task)
+
+
+def mmap_write_lock(task: Task, mm: MM) -> Sleeps[None]:
+    """down_write(&mm->mmap_lock): sleep while a writer or any reader holds it."""
+    side = mm.mmap_lock.for_writer
+    holder = side.owner
+    if holder is not None:
+        task.emit((tp.LOCK_WAIT, task.pid, side.lock_name(), holder.pid))
+        while side.owner is not None:
+            yield WaitOn(side)
+    mm.mmap_lock.owner = task
+
+
+def mmap_write_unlock(task: Task, mm: MM) -> None:
+    assert mm.mmap_lock.owner is task
+    mm.mmap_lock.owner = None
+
+
+class MM:
+    """struct mm_struct: the VMAs (sorted, non-overlapping), the page table and the mmap lock."""
+
+    __slots__ = ("mmap_lock", "pte", "starts", "vmas")
 
     def __init__(self) -> None:
         self.vmas: list[VMA] = []
         self.starts: list[int] = []
         self.pte: dict[int, PageRef] = {}
+        self.mmap_lock = MmapLock()
 
     def find_vma(self, address: int) -> VMA | None:
         """The VMA containing ``address``, or None (a hole)."""
@@ -104,9 +182,34 @@ def madvise_dontneed(task: Task, mm: MM, start: int, length: int) -> int:
     return 0
 
 
+def split_vma(mm: MM, address: int) -> None:
+    """Split the VMA containing ``address`` (page-aligned) in two there, if it straddles it
+    (mm/vma.c __split_vma(); the file offset of the upper part follows its start)."""
+    vma = mm.find_vma(address)
+    if vma is None or vma.vm_start == address:
+        return
+    upper = VMA(
+        address,
+        vma.vm_end,
+        vma.readable,
+        vma.writable,
+        vma.shared,
+        vma.vm_file,
+        vma.pgoff(address),
+        vma.name,
+    )
+    vma.vm_end = address
+    i = mm.vmas.index(vma) + 1
+    mm.vmas.insert(i, upper)
+    mm.starts.insert(i, address)
+
+
 def do_munmap(task: Task, mm: MM, start: int, length: int) -> int:
-    """munmap of whole VMAs (splitting a VMA is not modelled)."""
+    """munmap of [start, start + length): VMAs split at the ends, then removed and zapped
+    (mm/vma.c do_vmi_munmap(); the caller holds the mmap lock for writing)."""
     end = start + length
+    split_vma(mm, start)
+    split_vma(mm, end)
     zap_page_range(task, mm, start, end)
     keep = [v for v in mm.vmas if v.vm_end <= start or v.vm_start >= end]
     mm.vmas = keep
@@ -175,9 +278,16 @@ def do_user_addr_fault(task: Task, address: int) -> Sleeps[bool]:
     if task.pagefault_disabled:
         task.emit((tp.PAGE_FAULT, task.pid, address, tp.FAULT_REFUSED))
         return False
-    vma = task.mm.find_vma(address)
+    mm = task.mm
+    if mm.mmap_lock.owner is None:
+        mm.mmap_lock.readers.append(task)  # the uncontended down_read(): no generator
+    else:
+        yield from mmap_read_lock(task, mm)
+    vma = mm.find_vma(address)
     if vma is None or not vma.readable:
+        mmap_read_unlock(task, mm)
         task.emit((tp.PAGE_FAULT, task.pid, address, tp.FAULT_SIGSEGV))
         return False
     ret = yield from handle_mm_fault(task, vma, address)
+    mmap_read_unlock(task, mm)
     return not ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)
