@@ -1,0 +1,125 @@
+"""The properties every explored schedule is judged by.
+
+- ``deadlock``, ``livelock``: the run must end.
+- ``integrity``: LTP writev07 (``judge.consistency_violations``) on the writer task's calls,
+  where it applies: no other task writes or truncates a file the writer writes, and no racing
+  call changes the bytes of a source it reads (MADV_DONTNEED of anonymous memory with non-zero
+  data would: it then reads zeros).
+- ``efault-after-copy``: EFAULT only if nothing was copied: the integrity rule's EFAULT case
+  (file and offset untouched), reported under its own name.
+- ``folio-locked``: no folio left locked at the end.
+- ``cache-coherent``: a clean uptodate folio of a disk filesystem holds the disk's bytes inside
+  i_size; no page table entry maps a folio that left the page cache.
+- ``i-size``: i_size covers every byte a positional write of the writer reported written, on
+  files nobody truncates.
+- ``stale-data``: no uninitialized memory inside i_size (the run's own verdict).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from writepath.judge import consistency_violations
+from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.pagecache import Folio
+from writepath.results import RunResult
+from writepath.run import ModelMachine
+from writepath.scenario import MAIN_TASK, Scenario, is_zero_data
+
+WRITE_OPS = ("write", "pwrite", "writev", "pwritev")
+
+
+def _integrity_applies(scenario: Scenario) -> bool:
+    written = {c.file for c in scenario.calls if c.task == MAIN_TASK and c.op in WRITE_OPS}
+    sources = {v.region for c in scenario.calls if c.task == MAIN_TASK for v in c.iov}
+    for c in scenario.calls:
+        if c.task == MAIN_TASK:
+            continue
+        if c.op in (*WRITE_OPS, "ftruncate") and c.file in written:
+            return False
+        if c.op == "madvise" and c.region in sources:
+            region = scenario.region(c.region)
+            if region.kind == "anon" and not is_zero_data(region.data):
+                return False
+    return True
+
+
+def _main_only(scenario: Scenario, result: RunResult) -> tuple[Scenario, RunResult]:
+    keep = [k for k, c in enumerate(scenario.calls) if c.task == MAIN_TASK]
+    s = dataclasses.replace(
+        scenario, calls=tuple(scenario.calls[k] for k in keep), expect=None, expect_by_design={}
+    )
+    r = dataclasses.replace(result, calls=[result.calls[k] for k in keep])
+    return s, r
+
+
+def _folios(machine: ModelMachine) -> list[tuple[str, Folio]]:
+    out: list[tuple[str, Folio]] = []
+    for name, inode in machine.inodes.items():
+        seen: set[int] = set()
+        for folio in inode.i_mapping.i_pages.values():
+            if id(folio) not in seen:
+                seen.add(id(folio))
+                out.append((name, folio))
+    return out
+
+
+def check(scenario: Scenario, result: RunResult, machine: ModelMachine) -> list[tuple[str, str]]:
+    """(property, detail) for each property this end state violates."""
+    problems: list[tuple[str, str]] = []
+    if result.verdict in ("deadlock", "livelock", "stale-data"):
+        problems.append((result.verdict, result.evidence))
+    if result.verdict != "deadlock" and result.verdict != "livelock":
+        if _integrity_applies(scenario):
+            s, r = _main_only(scenario, result)
+            for p in consistency_violations(s, r):
+                efault = any(c.errno == "EFAULT" for c in r.calls) and p.startswith("file ")
+                problems.append(("efault-after-copy" if efault else "integrity", p))
+        for name, folio in _folios(machine):
+            if folio.owner is not None:
+                problems.append(
+                    (
+                        "folio-locked",
+                        f"{name}: folio {folio.index} locked by task {folio.owner.pid}",
+                    )
+                )
+        problems.extend(_cache_problems(machine))
+        problems.extend(_size_problems(scenario, result))
+    return problems
+
+
+def _cache_problems(machine: ModelMachine) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    cached = set()
+    for name, folio in _folios(machine):
+        cached.add(id(folio.data))
+        inode = folio.mapping.host
+        if not inode.fs.backed or folio.dirty or not folio.uptodate:
+            continue
+        for k in range(folio.nr_pages):
+            index = folio.index + k
+            inside = min(PAGE_SIZE, inode.i_size - (index << PAGE_SHIFT))
+            if inside <= 0:
+                break
+            disk = inode.disk.get(index, bytes(PAGE_SIZE))
+            off = k << PAGE_SHIFT
+            if folio.data[off : off + inside] != disk[:inside]:
+                out.append(("cache-coherent", f"{name}: clean page {index} differs from the disk"))
+    for vpn, (buf, _) in machine.task.mm.pte.items():
+        if type(buf).__name__ == "FolioData" and id(buf) not in cached:
+            out.append(("cache-coherent", f"user page {vpn:#x} maps a folio no longer cached"))
+    return out
+
+
+def _size_problems(scenario: Scenario, result: RunResult) -> list[tuple[str, str]]:
+    truncated = {c.file for c in scenario.calls if c.op == "ftruncate"}
+    out: list[tuple[str, str]] = []
+    for k, (call, res) in enumerate(zip(scenario.calls, result.calls, strict=True)):
+        if call.op not in ("pwrite", "pwritev") or call.file in truncated:
+            continue
+        if "O_APPEND" in call.flags or res.ret is None or res.errno is not None:
+            continue
+        size = result.files[call.file].size
+        if size < call.pos + res.ret:
+            out.append(("i-size", f"call[{k}] wrote {res.ret} at {call.pos} but i_size is {size}"))
+    return out
