@@ -8,8 +8,11 @@ order-independent (counts add; the schedule kept for an outcome or a violation i
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+_DIGITS = re.compile(r"\d+")
 
 #: An outcome: what the program observed (verdict, per-task calls, files).
 OutcomeKey = str
@@ -44,7 +47,9 @@ class Tally:
             if schedule_order(record) < schedule_order(have["_best"]):
                 have["_best"] = record
         for prop, detail in record["violations"]:
-            vkey = f"{prop}\0{detail}"
+            # One entry per kind of violation: details that differ only in counts (how many
+            # retries before the livelock was proven) are the same finding.
+            vkey = f"{prop}\0{_DIGITS.sub('N', detail)}"
             v = self.violations.get(vkey)
             if v is None or schedule_order(record) < schedule_order(v["_best"]):
                 self.violations[vkey] = {"property": prop, "detail": detail, "_best": record}
