@@ -687,6 +687,10 @@ def build_parser() -> argparse.ArgumentParser:
     from writepath.lab import cli as lab_cli
 
     lab_cli.add_parser(sub)
+    # So does the interleaving explorer.
+    from writepath.explorer import cli as explore_cli
+
+    explore_cli.add_parser(sub)
     return p
 
 

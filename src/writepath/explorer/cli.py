@@ -80,6 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--replay", metavar="SCHEDULE", help="run exactly this schedule, with trace")
     p.add_argument("--bench", action="store_true", help="time the catalogue race scenarios at K=2")
+    p.set_defaults(func=main)
     return p
 
 
