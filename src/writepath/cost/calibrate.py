@@ -110,14 +110,16 @@ def calibrate(
     by_profile = {name: [r for r in rows if r.profile == name] for name in profiles}
     windows: dict[str, tuple[float, str]] = {}
     for name, p in profiles.items():
-        w = _fit_window(p, by_profile[name], tallies)
-        if w:
+        fitted = _fit_window(p, by_profile[name], tallies)
+        if fitted:
             ids = ", ".join(r.id for r in by_profile[name] if r.shares)
-            windows[name] = (sum(w) / len(w), f"fitted to the {FAULT_IN} share of {ids}")
+            windows[name] = (sum(fitted) / len(fitted), f"fitted to the {FAULT_IN} share of {ids}")
     for name, p in profiles.items():
         if name in windows:
             continue
-        donors = [n for n in windows if profiles[n].vendor == p.vendor and "fitted" in windows[n][1]]
+        donors = [
+            n for n in windows if profiles[n].vendor == p.vendor and "fitted" in windows[n][1]
+        ]
         if donors and p.smap:
             value = sum(windows[n][0] for n in donors) / len(donors)
             windows[name] = (value, f"transferred from {', '.join(donors)} (same vendor)")

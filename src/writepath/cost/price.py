@@ -118,9 +118,7 @@ def tally(events: Iterable[Event]) -> Tally:
                     done = size - b
                     add("fault_in_touch", _pages(addr, done) + (1 if b else 0))
                 window = None
-            elif (
-                isinstance(a, str) and a.endswith("write_end") and isinstance(b, int) and b > 0
-            ):
+            elif isinstance(a, str) and a.endswith("write_end") and isinstance(b, int) and b > 0:
                 add("dirty_accounting")
         elif kind == tp.STAC:
             add("uaccess_window")

@@ -132,7 +132,14 @@ def parse_profile(
     doc: Mapping[str, Any], path: str = "<memory>", bases: Mapping[str, Profile] | None = None
 ) -> Profile:
     allowed = {
-        "name", "cpu", "vendor", "description", "based_on", "clock", "smap", "cost",
+        "name",
+        "cpu",
+        "vendor",
+        "description",
+        "based_on",
+        "clock",
+        "smap",
+        "cost",
         "measurements",
     }
     for key in doc:
@@ -167,7 +174,9 @@ def parse_profile(
         raise ProfileError(path, "cost", "must be a table of cost tables")
     for key, table in raw_costs.items():
         if key not in COST_UNITS:
-            raise ProfileError(path, f"cost.{key}", f"unknown cost (known: {', '.join(COST_UNITS)})")
+            raise ProfileError(
+                path, f"cost.{key}", f"unknown cost (known: {', '.join(COST_UNITS)})"
+            )
         costs[key] = _quantity(path, f"cost.{key}", table, COST_UNITS[key])
     missing = [k for k in COST_UNITS if k not in costs]
     if missing:
@@ -219,8 +228,10 @@ def load_profiles(directory: str | Path | None = None) -> dict[str, Profile]:
         progressed = False
         for p, doc in list(pending.items()):
             base = doc.get("based_on")
-            if base is not None and base not in out and any(
-                d.get("name") == base for d in pending.values()
+            if (
+                base is not None
+                and base not in out
+                and any(d.get("name") == base for d in pending.values())
             ):
                 continue
             prof = parse_profile(doc, str(p), out)

@@ -86,10 +86,12 @@ def sweep_table(result: Mapping[str, Any]) -> str:
         for size in result["sizes"]:
             p = {d: result["points"][f"{state}/{size}/{d}"] for d in result["designs"]}
             a, b = p["v6.13"]["cycles"], p["v6.14"]["cycles"]
+            shares = "  ".join(
+                f"{p[d]['window_share'] * 100:>5.1f}% {p[d]['fault_share'] * 100:>5.1f}%"
+                for d in ("v6.13", "v6.14")
+            )
             lines.append(
-                f"{size:>8}  {a:>10.0f}  {(b / a - 1) * 100:>+7.1f}%  {b:>10.0f}  "
-                f"{p['v6.13']['window_share'] * 100:>5.1f}% {p['v6.13']['fault_share'] * 100:>5.1f}%"
-                f"  {p['v6.14']['window_share'] * 100:>5.1f}% {p['v6.14']['fault_share'] * 100:>5.1f}%"
+                f"{size:>8}  {a:>10.0f}  {(b / a - 1) * 100:>+7.1f}%  {b:>10.0f}  {shares}"
             )
         cross = result["crossover"][state]
         lines.append(f"  v6.13 cheaper at: {cross['v6.13_wins_at'] or 'no size'}")

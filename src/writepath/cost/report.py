@@ -97,7 +97,9 @@ def bench_report(
     d["measured_change_pct"] = None if row is None else row.change_pct
     d["breakdown"] = {
         des: {
-            k: n * fit.profile.cost(k) * (0 if k == "uaccess_window" and not fit.profile.smap else 1)
+            k: n
+            * fit.profile.cost(k)
+            * (0 if k == "uaccess_window" and not fit.profile.smap else 1)
             for k, n in tallies[(workload.name, des)].total.items()
             if n
         }

@@ -33,8 +33,15 @@ MAX_SIZE = 64 << 20
 
 WINDOW_KEYS = ("uaccess_window",)
 FAULT_KEYS = (
-    "fault_minor", "fault_major", "fault_zero_page", "fault_refused", "fault_failed",
-    "fault_in_call", "fault_in_touch", "failed_copy", "retry",
+    "fault_minor",
+    "fault_major",
+    "fault_zero_page",
+    "fault_refused",
+    "fault_failed",
+    "fault_in_call",
+    "fault_in_touch",
+    "failed_copy",
+    "retry",
 )
 
 
@@ -46,13 +53,13 @@ def sweep_scenario(state: str, size: int) -> Scenario:
     ]
     regions: list[dict[str, Any]]
     if state == "resident":
-        regions = [{"name": "buf", "pages": pages, "kind": "anon", "touched": True,
-                    "data": "pattern:7"}]
+        regions = [
+            {"name": "buf", "pages": pages, "kind": "anon", "touched": True, "data": "pattern:7"}
+        ]
     elif state == "untouched-anon":
         regions = [{"name": "buf", "pages": pages, "kind": "anon"}]
     elif state == "untouched-file":
-        files.append({"name": "src", "fs": "tmpfs", "size": pages * PAGE_SIZE,
-                      "data": "pattern:3"})
+        files.append({"name": "src", "fs": "tmpfs", "size": pages * PAGE_SIZE, "data": "pattern:3"})
         regions = [{"name": "buf", "pages": pages, "kind": "file", "file": "src"}]
     elif state == "partly-resident":
         # The first half of the pages touched, the rest untouched: two adjacent regions
@@ -60,13 +67,22 @@ def sweep_scenario(state: str, size: int) -> Scenario:
         head = pages // 2
         regions = []
         if head:
-            regions.append({"name": "buf", "pages": head, "kind": "anon", "touched": True,
-                            "data": "pattern:7"})
-        regions.append({"name": "buf" if not head else "tail", "pages": pages - head,
-                        "kind": "anon"})
+            regions.append(
+                {"name": "buf", "pages": head, "kind": "anon", "touched": True, "data": "pattern:7"}
+            )
+        regions.append(
+            {"name": "buf" if not head else "tail", "pages": pages - head, "kind": "anon"}
+        )
     elif state == "evicted":
-        files.append({"name": "src", "fs": "ext4", "size": pages * PAGE_SIZE,
-                      "data": "pattern:3", "cached": False})
+        files.append(
+            {
+                "name": "src",
+                "fs": "ext4",
+                "size": pages * PAGE_SIZE,
+                "data": "pattern:3",
+                "cached": False,
+            }
+        )
         regions = [{"name": "buf", "pages": pages, "kind": "file", "file": "src"}]
     else:
         raise ValueError(f"unknown source state {state!r} (known: {', '.join(STATES)})")
@@ -159,8 +175,10 @@ def run_sweep(
         }
     for st in states:
         wins = [
-            s for s in sizes
-            if result.points[f"{st}/{s}/v6.13"]["cycles"] < result.points[f"{st}/{s}/v6.14"]["cycles"]
+            s
+            for s in sizes
+            if result.points[f"{st}/{s}/v6.13"]["cycles"]
+            < result.points[f"{st}/{s}/v6.14"]["cycles"]
         ]
         result.crossover[st] = {
             "v6.13_wins_at": _ranges(wins, list(sizes)),
@@ -194,5 +212,10 @@ def _break_even(result: SweepResult, states: Sequence[str], sizes: Sequence[int]
     gain = p[f"resident/{size}/v6.13"]["cycles"] - p[f"resident/{size}/v6.14"]["cycles"]
     loss = p[f"{state}/{size}/v6.14"]["cycles"] - p[f"{state}/{size}/v6.13"]["cycles"]
     fraction = gain / (gain + loss) if gain + loss > 0 else float("nan")
-    return {"state": state, "size": size, "fraction": fraction, "gain_cycles": gain,
-            "loss_cycles": loss}
+    return {
+        "state": state,
+        "size": size,
+        "fraction": fraction,
+        "gain_cycles": gain,
+        "loss_cycles": loss,
+    }

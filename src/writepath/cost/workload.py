@@ -92,8 +92,17 @@ def _measurement(path: str, i: int, workload: str, t: Any) -> Measurement:
     if not isinstance(t, dict):
         raise WorkloadError(path, f"measured[{i}]", "must be a table")
     allowed = {
-        "id", "profile", "patch", "base", "patched", "change_pct", "unit", "ops_per_unit",
-        "ops_per_unit_source", "source", "share",
+        "id",
+        "profile",
+        "patch",
+        "base",
+        "patched",
+        "change_pct",
+        "unit",
+        "ops_per_unit",
+        "ops_per_unit_source",
+        "source",
+        "share",
     }
     for key in t:
         if key not in allowed:
@@ -109,7 +118,9 @@ def _measurement(path: str, i: int, workload: str, t: Any) -> Measurement:
         pct = _num(path, sw + "pct", s.get("pct"))
         if not 0 <= pct < 100:
             raise WorkloadError(path, sw + "pct", "must be in [0, 100)")
-        shares.append(Share(_str(path, sw, s, "function"), design, pct, _str(path, sw, s, "source")))
+        shares.append(
+            Share(_str(path, sw, s, "function"), design, pct, _str(path, sw, s, "source"))
+        )
     base = _num(path, where + "base", t["base"]) if "base" in t else None
     patched = _num(path, where + "patched", t["patched"]) if "patched" in t else None
     if base is not None and base <= 0:
@@ -134,7 +145,14 @@ def _measurement(path: str, i: int, workload: str, t: Any) -> Measurement:
 
 def parse_workload(doc: Mapping[str, Any], path: str = "<memory>") -> Workload:
     allowed = {
-        "name", "metric", "loop_body", "source", "notes", "ops_per_period", "scenario", "measured",
+        "name",
+        "metric",
+        "loop_body",
+        "source",
+        "notes",
+        "ops_per_period",
+        "scenario",
+        "measured",
     }
     for key in doc:
         if key not in allowed:
