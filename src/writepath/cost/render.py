@@ -1,0 +1,135 @@
+"""Tables and plots, drawn only from the JSON a computation saved (lkp ``compare`` style).
+
+A bench row reads as lkp prints a comparison: ``base  %change  patched  metric``, here once for
+the model (v6.13 and v6.14 predicted) and once for the kernel test robot's measurement, with the
+held-out error in percentage points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}".replace(",", "") if x >= 100 else f"{x:.3g}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1f}%"
+
+
+def lkp_table(report: Mapping[str, Any]) -> str:
+    """The bench or 0day report as lkp prints a comparison."""
+    lines = [
+        "per thread, in the 0day row's unit (model: clock / cycles per op; ops/s where no row)",
+        "",
+        f"{'v6.13':>14}  {'%change':>8}  {'v6.14':>14}  {'held-out':>9}  metric / profile / source",
+        f"{'-' * 14}  {'-' * 8}  {'-' * 14}  {'-' * 9}  {'-' * 40}",
+    ]
+    for r in report["rows"]:
+        d = r["designs"]
+        held = r.get("held_out_error_pp")
+        m = r.get("measured")
+        # Shown in the measurement's unit, so that the two lines compare.
+        per_unit = 1.0 if m is None else m["ops_per_unit"]
+        lines.append(
+            f"{_num(d['v6.13']['ops_per_s'] / per_unit):>14}  {_pct(r['change_pct']):>8}  "
+            f"{_num(d['v6.14']['ops_per_s'] / per_unit):>14}  "
+            f"{'' if held is None else f'{held:+.1f} pp':>9}  "
+            f"{r['metric']}  [{r['profile']}] predicted"
+        )
+        if m is not None:
+            err = r["change_pct"] - m["change_pct"]
+            lines.append(
+                f"{_num(m['base']):>14}  {_pct(m['change_pct']):>8}  {_num(m['patched']):>14}  "
+                f"{'':>9}  0day {m['id']} ({m['patch']}); error {err:+.1f} pp"
+            )
+        c = r["calibration"]
+        lines.append(
+            f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  cycles/op {d['v6.13']['cycles_per_op']:.0f}"
+            f" -> {d['v6.14']['cycles_per_op']:.0f}; window {c['uaccess_window_cycles']:.1f}"
+            f" ({c['uaccess_window_how']}); path x{c['path_scale']:.3f} ({c['path_scale_how']})"
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def profiles_table(profiles: Sequence[Mapping[str, Any]], verbose: bool = False) -> str:
+    lines = []
+    for p in profiles:
+        lines.append(f"{p['name']}: {p['cpu']}")
+        lines.append(f"    clock {p['clock']['value']} GHz  ({p['clock']['source']})")
+        lines.append(f"    smap {str(p['smap']['value']).lower()}  ({p['smap']['source']})")
+        for k, q in p["costs"].items():
+            if verbose or not q["source"].startswith("prior from"):
+                lines.append(f"    {k:<18} {q['value']:>10.4g} {q['unit']:<12} {q['source']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def sweep_table(result: Mapping[str, Any]) -> str:
+    """Cost per call by write size, per source state, the designs side by side."""
+    lines = [
+        f"profile {result['profile']}: cycles per call; share in user-access windows / faults",
+        "",
+    ]
+    for state in result["states"]:
+        lines.append(f"source: {state}")
+        lines.append(
+            f"{'size':>8}  {'v6.13':>10}  {'%change':>8}  {'v6.14':>10}  "
+            f"{'win13':>6} {'flt13':>6}  {'win14':>6} {'flt14':>6}"
+        )
+        for size in result["sizes"]:
+            p = {d: result["points"][f"{state}/{size}/{d}"] for d in result["designs"]}
+            a, b = p["v6.13"]["cycles"], p["v6.14"]["cycles"]
+            shares = "  ".join(
+                f"{p[d]['window_share'] * 100:>5.1f}% {p[d]['fault_share'] * 100:>5.1f}%"
+                for d in ("v6.13", "v6.14")
+            )
+            lines.append(
+                f"{size:>8}  {a:>10.0f}  {(b / a - 1) * 100:>+7.1f}%  {b:>10.0f}  {shares}"
+            )
+        cross = result["crossover"][state]
+        lines.append(f"  v6.13 cheaper at: {cross['v6.13_wins_at'] or 'no size'}")
+        lines.append("")
+    lines.append(
+        f"break-even: v6.14 is cheaper on average while fewer than "
+        f"{result['break_even']['fraction'] * 100:.2f}% of {result['break_even']['size']}-byte "
+        f"calls find their source untouched ({result['break_even']['state']})"
+    )
+    return "\n".join(lines)
+
+
+def plot_sweep(result: Mapping[str, Any], out: str | Path) -> list[Path]:
+    """PNG and SVG: per source state, cycles per call against write size, designs side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    states = result["states"]
+    sizes = result["sizes"]
+    fig, axes = plt.subplots(1, len(states), figsize=(4 * len(states), 4), sharey=True)
+    axes = list(axes) if len(states) > 1 else [axes]
+    for ax, state in zip(axes, states, strict=True):
+        for design, style in zip(result["designs"], ("o-", "s--"), strict=False):
+            ys = [result["points"][f"{state}/{s}/{design}"]["cycles"] for s in sizes]
+            ax.plot(sizes, ys, style, label=design, markersize=3)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(state)
+        ax.set_xlabel("write size (bytes)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(f"cycles per call ({result['profile']})")
+    axes[0].legend()
+    fig.tight_layout()
+    base = Path(out)
+    paths = [base.with_suffix(".png"), base.with_suffix(".svg")]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,289 @@
+"""The cost model: profiles refuse what they cannot source, pricing follows the events, the
+calibration never sees the row it predicts, and the JSON has the shape issue 9 gives."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from writepath.cost import calibrate as cal
+from writepath.cost.cli import add_parsers
+from writepath.cost.price import tally
+from writepath.cost.profile import COST_UNITS, ProfileError, load_profiles, parse_profile
+from writepath.cost.report import issue_json, workload_tallies, zeroday_report
+from writepath.cost.sweep import sweep_point, sweep_scenario
+from writepath.cost.workload import WorkloadError, load_workloads, parse_workload
+from writepath.kernel import tracepoints as tp
+from writepath.run import run_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ROOT / "profiles"
+WORKLOADS = ROOT / "workloads"
+
+
+@pytest.fixture(scope="module")
+def profiles() -> dict[str, Any]:
+    return load_profiles(PROFILES)
+
+
+@pytest.fixture(scope="module")
+def workloads() -> dict[str, Any]:
+    return load_workloads(WORKLOADS)
+
+
+@pytest.fixture(scope="module")
+def tallies(workloads: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    return workload_tallies(w for w in workloads.values() if w.measurements)
+
+
+def _doc(name: str) -> dict[str, Any]:
+    return tomllib.loads((PROFILES / name).read_text())
+
+
+# --- profiles: every number sourced ------------------------------------------------------------
+
+BAD_PROFILES = [
+    ("no source", lambda d: d["cost"]["syscall"].pop("source"), "cost.syscall.source"),
+    ("empty source", lambda d: d["cost"]["syscall"].update(source=" "), "cost.syscall.source"),
+    ("clock unsourced", lambda d: d["clock"].pop("source"), "clock.source"),
+    ("wrong unit", lambda d: d["cost"]["copy_byte"].update(unit="cycles"), "cost.copy_byte.unit"),
+    ("negative", lambda d: d["cost"]["retry"].update(value=-1), "cost.retry.value"),
+    (
+        "unknown cost",
+        lambda d: d["cost"].update(teleport={"value": 1, "unit": "cycles", "source": "x"}),
+        "cost.teleport",
+    ),
+    ("missing cost", lambda d: d["cost"].pop("retry"), "cost.retry"),
+    ("no smap", lambda d: d.pop("smap"), "smap"),
+]
+
+
+@pytest.mark.parametrize(("why", "edit", "field"), BAD_PROFILES, ids=[b[0] for b in BAD_PROFILES])
+def test_a_profile_without_a_source_or_with_a_bad_number_is_refused(why, edit, field) -> None:
+    doc = _doc("amd-epyc-this-machine.toml")
+    edit(doc)
+    with pytest.raises(ProfileError) as e:
+        parse_profile(doc, "p.toml")
+    assert e.value.field == field
+
+
+def test_every_shipped_profile_cites_a_source_for_every_number(profiles) -> None:
+    assert {
+        "amd-epyc-this-machine",
+        "icl-xeon-gold-6346",
+        "gnr-xeon-6972p",
+        "skl-xeon-104t",
+        "no-smap",
+    } <= set(profiles)
+    for p in profiles.values():
+        assert set(p.costs) == set(COST_UNITS)
+        assert p.clock.source.strip() and p.smap_source.strip()
+        for name, q in p.costs.items():
+            assert q.source.strip(), (p.name, name)
+            assert q.unit == COST_UNITS[name]
+
+
+def test_a_profile_based_on_an_unknown_one_is_refused() -> None:
+    doc = _doc("gnr-xeon-6972p.toml")
+    with pytest.raises(ProfileError, match="based_on"):
+        parse_profile(doc, "g.toml", {})
+
+
+# --- pricing ---------------------------------------------------------------------------------
+
+
+def test_without_smap_both_designs_pay_nothing_for_windows(profiles, workloads, tallies) -> None:
+    nosmap = profiles["no-smap"]
+    w = workloads["will-it-scale.pwrite1"]
+    from writepath.cost.price import price
+
+    v13 = price(tallies[(w.name, "v6.13")].total, nosmap)
+    v14 = price(tallies[(w.name, "v6.14")].total, nosmap)
+    assert v13.get("uaccess_window", 0.0) == v14.get("uaccess_window", 0.0) == 0.0
+    # With SMAP, v6.13 pays one window more than v6.14: the prefault's.
+    smap = profiles["amd-epyc-this-machine"]
+    a = price(tallies[(w.name, "v6.13")].total, smap)["uaccess_window"]
+    b = price(tallies[(w.name, "v6.14")].total, smap)["uaccess_window"]
+    assert a == pytest.approx(2 * b)
+
+
+def test_tally_counts_what_the_events_say() -> None:
+    events: list[tp.Event] = [
+        (tp.ENTER, 1, "ksys_pwrite64", 8192),
+        (tp.ENTER, 1, "generic_perform_write", 8192),
+        (tp.ENTER, 1, "fault_in_iov_iter_readable", 8192),
+        (tp.ENTER, 1, "fault_in_readable", 8192),
+        (tp.STAC, 1, 0x1000 + 100, 8192),  # spans three pages
+        (tp.PAGE_FAULT, 1, 0x2000, tp.FAULT_ZERO_PAGE),
+        (tp.CLAC, 1, None, None),
+        (tp.EXIT, 1, "fault_in_readable", 0),
+        (tp.EXIT, 1, "fault_in_iov_iter_readable", 0),
+        (tp.ENTER, 1, "shmem_write_begin", 0),
+        (tp.FOLIO_LOCK, 1, 0, 1),
+        (tp.EXIT, 1, "shmem_write_begin", 0),
+        (tp.STAC, 1, 0x1000 + 100, 4096),
+        (tp.PAGE_FAULT, 1, 0x2000, tp.FAULT_REFUSED),
+        (tp.CLAC, 1, None, None),
+        (tp.COPY, 1, 4096, 1000),
+        (tp.ENTER, 1, "shmem_write_end", 1000),
+        (tp.FOLIO_UNLOCK, 1, 0, 1),
+        (tp.EXIT, 1, "shmem_write_end", 1000),
+        (tp.RETRY, 1, 0, 4096),
+    ]
+    t = tally(events)
+    assert t.total["syscall"] == 1 and t.total["i_rwsem"] == 1
+    assert t.total["uaccess_window"] == 2
+    assert t.total["fault_in_touch"] == 3
+    assert t.total["fault_zero_page"] == 1 and t.total["fault_refused"] == 1
+    assert t.total["copy_byte"] == 1000 and t.total["failed_copy"] == 1
+    assert t.total["dirty_accounting"] == 1 and t.total["retry"] == 1
+    assert t.fault_in["uaccess_window"] == 1 and t.fault_in["fault_zero_page"] == 1
+    assert t.fault_in["fault_refused"] == 0
+
+
+def test_an_untouched_source_costs_v6_14_a_refused_fault_and_a_retry() -> None:
+    q13 = sweep_point(("untouched-anon", 4096, "v6.13"))
+    q14 = sweep_point(("untouched-anon", 4096, "v6.14"))
+    assert q13["fault_zero_page"] == q14["fault_zero_page"] == 1
+    assert q13.get("fault_refused", 0) == 0 and q14["fault_refused"] == 1
+    assert q14["retry"] == 1 and q13.get("retry", 0) == 0
+    assert q13["copy_byte"] == q14["copy_byte"] == 4096
+
+
+def test_partly_resident_source_writes_everything() -> None:
+    s = sweep_scenario("partly-resident", 4 * 4096)
+    r = run_scenario(s, "v6.14")
+    assert r.calls[0].ret == 4 * 4096
+    assert r.files["target"].read(0, 4096) != bytes(4096)  # the touched half's pattern arrived
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+
+def test_calibration_never_reads_a_gain(profiles, workloads, tallies) -> None:
+    rows = cal.all_rows(workloads)
+    fits = cal.calibrate(profiles, rows, tallies)
+    from dataclasses import replace
+
+    changed = [replace(r, change_pct=r.change_pct + 50, patched=None) for r in rows]
+    fits2 = cal.calibrate(profiles, changed, tallies)
+    for name in profiles:
+        assert fits[name].path_scale == fits2[name].path_scale
+        assert fits[name].window == fits2[name].window
+
+
+def test_held_out_calibration_never_sees_the_row_it_predicts(
+    profiles, workloads, tallies, monkeypatch
+) -> None:
+    seen: list[set[str]] = []
+    real = cal.calibrate
+
+    def spy(p, rows, t):
+        rows = list(rows)
+        seen.append({r.id for r in rows})
+        return real(p, rows, t)
+
+    monkeypatch.setattr(cal, "calibrate", spy)
+    results = cal.zeroday(profiles, workloads, tallies)
+    ids = [r.row.id for r in results]
+    assert seen[0] == set(ids)  # the in-sample fit
+    assert [next(iter(set(ids) - s)) for s in seen[1:]] == ids
+    assert all(len(s) == len(ids) - 1 for s in seen[1:])
+
+
+def test_a_row_held_out_changes_the_fit_of_its_profile_only_through_its_own_data(
+    profiles, workloads, tallies
+) -> None:
+    # The GNR row is the only one on its profile: held out, its scale cannot come from it.
+    rows = [r for r in cal.all_rows(workloads) if r.id != "pwrite1-gnr-v1"]
+    fit = cal.calibrate(profiles, rows, tallies)["gnr-xeon-6972p"]
+    assert fit.path_scale_from == ()
+    assert "geometric mean" in fit.path_scale_how
+
+
+# --- JSON shape ------------------------------------------------------------------------------
+
+
+def test_zeroday_json_has_the_issue_shape(profiles, workloads, tallies) -> None:
+    doc = issue_json(zeroday_report(profiles, workloads, tallies))
+    assert isinstance(doc, list) and len(doc) == len(cal.all_rows(workloads))
+    for obj in doc:
+        assert set(obj) == {
+            "workload",
+            "profile",
+            "designs",
+            "change_pct",
+            "measured_change_pct",
+            "held_out_error_pp",
+        }
+        assert set(obj["designs"]) == {"v6.13", "v6.14"}
+        for d in obj["designs"].values():
+            assert set(d) == {"ops_per_s", "cycles_per_op"} and d["ops_per_s"] > 0
+    json.dumps(doc)
+
+
+def _run_cli(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_bench_json_shape_and_errors(capsys) -> None:
+    assert _run_cli(["bench-cost", "pwrite1", "--profile", "skl-xeon-104t", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert set(obj) == {"workload", "profile", "designs", "change_pct", "measured_change_pct"}
+    assert obj["measured_change_pct"] == 3.6
+    assert _run_cli(["bench-cost", "write1", "--profile", "no-smap", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert "measured_change_pct" not in obj
+    assert _run_cli(["bench-cost", "nosuch", "--profile", "no-smap"]) == 2
+    assert _run_cli(["bench-cost", "pwrite1", "--profile", "nosuch"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_bad_profiles_dir_is_an_error_not_a_traceback(tmp_path: Path, capsys) -> None:
+    lines = (PROFILES / "amd-epyc-this-machine.toml").read_text().splitlines()
+    cut = [ln for ln in lines if not ln.startswith('source = "microbench getppid')]
+    assert len(cut) == len(lines) - 1
+    (tmp_path / "p.toml").write_text("\n".join(cut))
+    assert _run_cli(["profiles", "--profiles-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cost.syscall.source" in err and "Traceback" not in err
+
+
+def test_a_workload_with_a_bad_scenario_names_the_field() -> None:
+    doc = tomllib.loads((WORKLOADS / "will-it-scale-pwrite1.toml").read_text())
+    doc["scenario"]["call"][0]["op"] = "teleport"
+    with pytest.raises(WorkloadError, match="scenario"):
+        parse_workload(doc, "w.toml")
+
+
+# --- sweep -----------------------------------------------------------------------------------
+
+
+def test_sweep_is_the_same_with_one_or_two_workers(profiles) -> None:
+    from writepath.cost.sweep import run_sweep
+
+    p = profiles["amd-epyc-this-machine"]
+    kw: dict[str, Any] = {"sizes": [1, 4096, 8192], "states": ["resident", "untouched-anon"]}
+    a = run_sweep(p, workers=1, **kw).to_json()
+    b = run_sweep(p, workers=2, **kw).to_json()
+    assert a == b
+    assert a["crossover"]["resident"]["sizes_v6.13_wins"] == []  # one window fewer always wins
+    assert a["crossover"]["untouched-anon"]["sizes_v6.13_wins"] == [1, 4096, 8192]
+
+
+def test_sweep_refuses_unknown_states_and_sizes(profiles) -> None:
+    from writepath.cost.sweep import run_sweep
+
+    with pytest.raises(ValueError):
+        run_sweep(profiles["no-smap"], sizes=[0])
+    with pytest.raises(ValueError):
+        run_sweep(profiles["no-smap"], sizes=[1], states=["swapped-to-mars"])
