@@ -789,7 +789,11 @@ def _parse_stale(r: _Reader, files: dict[str, FileSpec]) -> dict[str, tuple[tupl
     return out
 
 
-def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
+def parse_scenario(
+    doc: Mapping[str, Any], path: str = "<memory>", *, max_calls: int = MAX_CALLS
+) -> Scenario:
+    """Validate one scenario table. `max_calls` is raised only by callers whose input is the
+    project's own bounded data (cost workloads, whose period is a benchmark's whole loop)."""
     if not isinstance(doc, Mapping):
         raise ScenarioError(path, "-", f"must be a table, not {_describe(doc)}")
     r = _Reader(path, "", dict(doc))
@@ -832,7 +836,7 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<memory>") -> Scenario:
             raise ScenarioError(path, f"region[{i}].name", f"{reg.name!r} is used twice")
         regions[reg.name] = reg
         pages += reg.pages
-    raw_calls = r.counted_list("call", MAX_CALLS, "each runs in every design and the kernel")
+    raw_calls = r.counted_list("call", max_calls, "each runs in every design and the kernel")
     if not raw_calls:
         raise r.err("call", "at least one [[call]] is required")
     calls = tuple(_parse_call(path, i, t, files, regions) for i, t in enumerate(raw_calls))

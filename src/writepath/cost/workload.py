@@ -176,7 +176,7 @@ def parse_workload(doc: Mapping[str, Any], path: str = "<memory>") -> Workload:
         raise WorkloadError(path, "scenario.repeat_calls", f"more than {MAX_PERIOD_CALLS} calls")
     raw["call"] = calls * repeat + final
     try:
-        scenario = parse_scenario(raw, f"{path} [scenario]")
+        scenario = parse_scenario(raw, f"{path} [scenario]", max_calls=MAX_PERIOD_CALLS)
     except ScenarioError as e:
         raise WorkloadError(path, "scenario", str(e)) from e
     measured = doc.get("measured", [])
