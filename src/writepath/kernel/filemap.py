@@ -30,9 +30,11 @@ refused — is ``_write_chunk``; the loops differ only where the designs differ.
 the livelock detector (``note_no_progress``) about iterations that made no progress: that is the
 model's bookkeeping, not kernel code, and it changes nothing the loop does.
 
-Not modelled: ``balance_dirty_pages_ratelimited()`` (no writeback here) and
-``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is true once another
-task sent a fatal signal (``writepath.kernel.signal``): each loop tests it before write_begin.
+``balance_dirty_pages_ratelimited()`` is called where the kernel calls it, at the end of every
+pass that neither broke out nor retried; with no writeback in the model it only marks the
+event. Not modelled: ``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is
+true once another task sent a fatal signal (``writepath.kernel.signal``): each loop tests it
+before write_begin.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from writepath.kernel.pagecache import (
     AddressSpace,
     AddressSpaceOperations,
     Folio,
+    balance_dirty_pages_ratelimited,
     filemap_add_folio,
     filemap_alloc_folio,
     folio_lock,
@@ -70,8 +73,6 @@ from writepath.kernel.task import (
     PAGE_FAULT,
     Sleeps,
     Task,
-    lock_acquire,
-    lock_release,
     note_loop_start,
     note_no_progress,
     note_progress,
@@ -79,9 +80,13 @@ from writepath.kernel.task import (
 from writepath.kernel.vfs import (
     IOCB_APPEND,
     VM_FAULT_LOCKED,
+    VM_FAULT_MAJOR,
     VM_FAULT_SIGBUS,
     File,
     Kiocb,
+    file_update_time,
+    inode_lock,
+    inode_unlock,
 )
 
 EFAULT = 14
@@ -211,6 +216,7 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -260,6 +266,7 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -305,6 +312,7 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
             note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -356,6 +364,7 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
             note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -405,6 +414,7 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
             note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -502,19 +512,21 @@ def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
 
 
 def __generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
-    """Buffered case only. ``file_remove_privs()`` and ``file_update_time()`` change nothing the
-    model observes and are left out, so this hands back the write loop's generator itself."""
+    """Buffered case only (mm/filemap.c, v6.18): ``file_remove_privs()`` (no setuid bits in the
+    model: nothing to do), ``file_update_time()``, then the write loop. Not a generator layer
+    of its own: it hands back the write loop's generator, which the caller runs."""
+    file_update_time(task, iocb.ki_filp)
     return task.kernel.perform_write(task, iocb, from_)
 
 
 def generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """The write_iter of ramfs and of other simple filesystems (mm/filemap.c)."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    yield from inode_lock(task, inode)
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
         ret = yield from __generic_file_write_iter(task, iocb, from_)
-    lock_release(task, inode.i_rwsem)
+    inode_unlock(task, inode)
     return ret
 
 
@@ -523,7 +535,9 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
 
     A page wholly beyond EOF is VM_FAULT_SIGBUS. A cached folio is locked (sleeping if another
     task, or this one, holds it) and read if not uptodate; a missing one is allocated locked and
-    read (``page_cache_sync_ra()`` reduced to one order-0 folio). Returns the folio locked.
+    read (``page_cache_sync_ra()`` reduced to one order-0 folio), and only then is the fault
+    VM_FAULT_MAJOR, as in the kernel ("No page in the page cache at all"): reading a cached
+    folio that is not uptodate is not. Returns the folio locked.
     """
     inode = vma.vm_file
     assert inode is not None
@@ -532,7 +546,9 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
         return VM_FAULT_SIGBUS, None
     tp.trace_mm_filemap_fault(task, inode.name, pgoff)
     folio = mapping.i_pages.get(pgoff)
+    major = 0
     if folio is None:
+        major = VM_FAULT_MAJOR
         folio = filemap_alloc_folio(mapping, pgoff, 0)
         folio.owner = task
         filemap_add_folio(task, mapping, folio)
@@ -547,5 +563,5 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
             mapping.a_ops.read_folio(task, folio)
     if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
         folio_unlock(task, folio)
-        return VM_FAULT_SIGBUS, None
-    return VM_FAULT_LOCKED, folio
+        return VM_FAULT_SIGBUS | major, None
+    return VM_FAULT_LOCKED | major, folio

@@ -15,7 +15,7 @@ from writepath.kernel.constants import (
     PAGE_SHIFT,
     PAGE_SIZE,
 )
-from writepath.kernel.filemap import __generic_file_write_iter, generic_write_checks
+from writepath.kernel.filemap import generic_write_checks
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import (
@@ -35,14 +35,17 @@ from writepath.kernel.pagecache import (
     folio_zero_segments,
     offset_in_folio,
 )
-from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
+from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.vfs import (
     VM_FAULT_LOCKED,
     VM_FAULT_SIGBUS,
     File,
     FileSystem,
     Kiocb,
+    file_update_time,
     i_size_write,
+    inode_lock,
+    inode_unlock,
 )
 
 
@@ -50,7 +53,11 @@ def shmem_write_begin(
     task: Task, file: File, mapping: AddressSpace, pos: int, len: int
 ) -> Sleeps[tuple[int, Folio | None, object]]:
     """shmem_write_begin(): shmem_get_folio(SGP_WRITE) returns the folio locked; a new one is
-    not uptodate and is not zeroed here (shmem_write_end zeroes what the copy missed)."""
+    not uptodate and is not zeroed here (shmem_write_end zeroes what the copy missed).
+
+    The kernel's lookup is shmem_get_folio_gfp() (filemap_get_entry(), folio_lock(), or
+    shmem_alloc_and_add_folio() for a hole): the same page-cache lookup, lock and insertion as
+    ``__filemap_get_folio(FGP_WRITEBEGIN)``, which the model shares, so the trace names it so."""
     task.emit((tp.ENTER, task.pid, "shmem_write_begin", pos))
     folio = yield from __filemap_get_folio(task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN)
     assert folio is not None
@@ -79,7 +86,7 @@ def shmem_write_end(
             start = offset_in_folio(folio, pos)
             folio_zero_segments(folio, 0, start, start + copied, folio_size(folio))
         folio_mark_uptodate(task, folio)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     folio_unlock(task, folio)
     task.emit((tp.EXIT, task.pid, "shmem_write_end", copied))
     return copied
@@ -93,14 +100,17 @@ def shmem_read_folio(task: Task, folio: Folio) -> int:
 
 
 def shmem_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
-    """shmem_file_write_iter(): inode lock, checks, the generic loop. file_remove_privs(),
-    file_update_time() and the seal checks change nothing the model observes."""
+    """shmem_file_write_iter() (mm/shmem.c, v6.18): inode lock, checks, file_remove_privs(),
+    file_update_time(), generic_perform_write(). file_remove_privs() and the seal checks change
+    nothing the model observes (no setuid bits, no seals)."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    yield from inode_lock(task, inode)
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
-        ret = yield from __generic_file_write_iter(task, iocb, from_)
-    lock_release(task, inode.i_rwsem)
+        ret = file_update_time(task, iocb.ki_filp)
+        if not ret:
+            ret = yield from task.kernel.perform_write(task, iocb, from_)
+    inode_unlock(task, inode)
     return ret
 
 
