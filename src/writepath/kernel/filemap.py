@@ -25,8 +25,11 @@ first ("copy-first"). The broken designs change only the generic loop; the other
 form of the release the broken design starts from (v6.14 for no-fault-in and faulting-copy,
 v6.13 for any-byte-check).
 
-What every design shares — write_begin, the copy, write_end and the revert of what write_end
-refused — is ``_write_chunk``; the loops differ only where the designs differ. The loops also tell
+Every loop has write_begin, the copy, write_end and the revert of what write_end refused inline,
+as the C does. The designs of the v6.13 loop copy with ``copy_page_from_iter_atomic()`` of their
+time; the others with ``copy_folio_from_iter_atomic()`` of v6.16+, the kernel the filesystems
+here follow (ext4 large folios) and the oracle runs: its retry after a short copy is a second
+fault at the same address, which the real kernel's trace shows. The loops also tell
 the livelock detector (``note_no_progress``) about iterations that made no progress: that is the
 model's bookkeeping, not kernel code, and it changes nothing the loop does.
 
@@ -55,8 +58,6 @@ from writepath.kernel.iov_iter import (
 )
 from writepath.kernel.mm import VMA, do_user_addr_fault
 from writepath.kernel.pagecache import (
-    AddressSpace,
-    AddressSpaceOperations,
     Folio,
     balance_dirty_pages_ratelimited,
     filemap_add_folio,
@@ -121,50 +122,6 @@ def copy_folio_from_iter_faulting(
     return copied
 
 
-#: Designs built on the v6.13 loop, whose kernels copied with copy_page_from_iter_atomic().
-PRE_V6_16_COPY = frozenset({"v6.13", "any-byte-check"})
-
-
-def _write_chunk(
-    task: Task,
-    file: File,
-    mapping: AddressSpace,
-    a_ops: AddressSpaceOperations,
-    pos: int,
-    nbytes: int,
-    i: IovIter,
-    faulting: bool = False,
-) -> Sleeps[tuple[int, int, int]]:
-    """One pass of the loop body from ``write_begin`` to the revert after ``write_end``.
-
-    ``faulting`` selects the broken design's copy with page faults enabled. The designs of the
-    v6.13 loop copy with ``copy_page_from_iter_atomic()`` of their time; the others with
-    ``copy_folio_from_iter_atomic()`` of v6.16+, the kernel the filesystems here follow (ext4
-    large folios) and the oracle runs: its retry after a short copy is a second fault at the
-    same address, which the real kernel's trace shows.
-    Returns ``(status, copied, bytes)``: write_end's verdict (or write_begin's error), what the
-    copy moved, and the chunk size after clamping it to the folio. On return the folio is unlocked
-    and the iterator stands after the bytes write_end accepted.
-    """
-    status, folio, fsdata = yield from a_ops.write_begin(task, file, mapping, pos, nbytes)
-    if status < 0 or folio is None:
-        return status, 0, nbytes
-    offset = offset_in_folio(folio, pos)
-    if nbytes > folio_size(folio) - offset:
-        nbytes = folio_size(folio) - offset
-    if faulting:
-        copied = yield from copy_folio_from_iter_faulting(task, folio, offset, nbytes, i)
-    elif task.kernel.design in PRE_V6_16_COPY:
-        # The atomic copy cannot sleep: a plain call, no scheduling point.
-        copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
-    else:
-        copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
-    status = a_ops.write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
-    if status != copied:
-        iov_iter_revert(i, copied - max(status, 0))
-    return status, copied, nbytes
-
-
 def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
     ret = written if written else status
     if written:
@@ -181,6 +138,8 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
     chunk = mapping_max_folio_size(mapping)
     status = 0
     written = 0
@@ -191,7 +150,8 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
         # Bring in the source first: the "deadlock" comment of v6.13.
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
@@ -199,9 +159,19 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         if fatal_signal_pending(task):
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        offset = offset_in_folio(folio, pos)
+        size = folio_size(folio)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -213,7 +183,8 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
                 retry = True
                 continue
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
         balance_dirty_pages_ratelimited(task, mapping)
@@ -231,6 +202,8 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
     chunk = mapping_max_folio_size(mapping)
     status = 0
     written = 0
@@ -241,13 +214,24 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
         if fatal_signal_pending(task):
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        offset = offset_in_folio(folio, pos)
+        size = folio_size(folio)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -263,7 +247,8 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
                 status = -EFAULT
                 break
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
         balance_dirty_pages_ratelimited(task, mapping)
@@ -281,6 +266,8 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
     chunk = mapping_max_folio_size(mapping)
     status = 0
     written = 0
@@ -291,13 +278,24 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
         if fatal_signal_pending(task):
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        offset = offset_in_folio(folio, pos)
+        size = folio_size(folio)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -309,7 +307,8 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
                 retry = True
                 continue
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
         balance_dirty_pages_ratelimited(task, mapping)
@@ -328,6 +327,8 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
     chunk = mapping_max_folio_size(mapping)
     status = 0
     written = 0
@@ -338,15 +339,24 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
         if fatal_signal_pending(task):
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(
-            task, file, mapping, a_ops, pos, nbytes, i, faulting=True
-        )
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        offset = offset_in_folio(folio, pos)
+        size = folio_size(folio)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = yield from copy_folio_from_iter_faulting(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -361,7 +371,8 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
                 status = -EFAULT
                 break
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
         balance_dirty_pages_ratelimited(task, mapping)
@@ -380,6 +391,8 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
     chunk = mapping_max_folio_size(mapping)
     status = 0
     written = 0
@@ -390,16 +403,27 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) != 0:
             status = -EFAULT
             break
         if fatal_signal_pending(task):
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        offset = offset_in_folio(folio, pos)
+        size = folio_size(folio)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -411,7 +435,8 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
                 retry = True
                 continue
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
         balance_dirty_pages_ratelimited(task, mapping)
