@@ -63,18 +63,14 @@ from writepath.kernel.pagecache import (
     filemap_add_folio,
     filemap_alloc_folio,
     folio_lock,
-    folio_size,
     folio_unlock,
-    mapping_max_folio_size,
-    offset_in_folio,
 )
-from writepath.kernel.signal import fatal_signal_pending
+from writepath.kernel.signal import SIGKILL
 from writepath.kernel.task import (
     COND_RESCHED,
     PAGE_FAULT,
     Sleeps,
     Task,
-    note_loop_start,
     note_no_progress,
     note_progress,
 )
@@ -133,14 +129,15 @@ def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
 def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """generic_perform_write() of v6.13 (mm/filemap.c): prefault, then copy atomically."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
     write_begin = a_ops.write_begin
     write_end = a_ops.write_end
-    chunk = mapping_max_folio_size(mapping)
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -156,14 +153,14 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
             break
-        if fatal_signal_pending(task):
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
         status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
         if status < 0 or folio is None:
             break
-        offset = offset_in_folio(folio, pos)
-        size = folio_size(folio)
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
         if nbytes > size - offset:
             nbytes = size - offset
         copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
@@ -197,14 +194,15 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     """generic_perform_write() after 665575cff098 (v6.14+, mm/filemap.c): copy first with page
     faults disabled; only when a copy made no progress, fault the source in, folio unlocked."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
     write_begin = a_ops.write_begin
     write_end = a_ops.write_end
-    chunk = mapping_max_folio_size(mapping)
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -216,14 +214,14 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
-        if fatal_signal_pending(task):
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
         status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
         if status < 0 or folio is None:
             break
-        offset = offset_in_folio(folio, pos)
-        size = folio_size(folio)
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
         if nbytes > size - offset:
             nbytes = size - offset
         copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
@@ -261,14 +259,15 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
     """Broken: v6.14 without the late fault-in. A copy that makes no progress because the source
     is not resident is retried as it is, forever: nothing ever faults the source in."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
     write_begin = a_ops.write_begin
     write_end = a_ops.write_end
-    chunk = mapping_max_folio_size(mapping)
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -280,14 +279,14 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
-        if fatal_signal_pending(task):
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
         status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
         if status < 0 or folio is None:
             break
-        offset = offset_in_folio(folio, pos)
-        size = folio_size(folio)
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
         if nbytes > size - offset:
             nbytes = size - offset
         copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
@@ -322,14 +321,15 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
     held. A source page that maps the folio being written faults into ``filemap_fault()``, which
     waits for that folio's lock: held by this very task."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
     write_begin = a_ops.write_begin
     write_end = a_ops.write_end
-    chunk = mapping_max_folio_size(mapping)
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -341,14 +341,14 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
-        if fatal_signal_pending(task):
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
         status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
         if status < 0 or folio is None:
             break
-        offset = offset_in_folio(folio, pos)
-        size = folio_size(folio)
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
         if nbytes > size - offset:
             nbytes = size - offset
         copied = yield from copy_folio_from_iter_faulting(task, folio, offset, nbytes, i)
@@ -386,14 +386,15 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
     (fault_in_iov_iter_readable(i, bytes))``: any byte that cannot be faulted in fails the chunk
     with -EFAULT, so a chunk that is only partly readable writes nothing of its readable part."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
     write_begin = a_ops.write_begin
     write_end = a_ops.write_end
-    chunk = mapping_max_folio_size(mapping)
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -408,14 +409,14 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) != 0:
             status = -EFAULT
             break
-        if fatal_signal_pending(task):
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
         status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
         if status < 0 or folio is None:
             break
-        offset = offset_in_folio(folio, pos)
-        size = folio_size(folio)
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
         if nbytes > size - offset:
             nbytes = size - offset
         copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, overload
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.task import Sleeps, Task, WaitOn
+from writepath.kernel.tracepoints import ENTER, EXIT, FOLIO_LOCK, FOLIO_UNLOCK
 
 if TYPE_CHECKING:
     from writepath.kernel.vfs import File, Inode
@@ -234,10 +235,11 @@ def folio_mark_dirty(task: Any, folio: Folio | None = None) -> bool:
         was_clean: bool = not task.dirty
         task.dirty = True
         return was_clean
-    task.emit((tp.ENTER, task.pid, "folio_mark_dirty", folio.index))
+    emit = task.emit
+    emit((ENTER, task.pid, "folio_mark_dirty", folio.index))
     was_clean = not folio.dirty
     folio.dirty = True
-    task.emit((tp.EXIT, task.pid, "folio_mark_dirty", was_clean))
+    emit((EXIT, task.pid, "folio_mark_dirty", was_clean))
     return was_clean
 
 
@@ -257,8 +259,9 @@ def balance_dirty_pages_ratelimited(task: Task, mapping: AddressSpace) -> None:
     ``balance_dirty_pages_ratelimited_flags(mapping, 0)``, emitted under the caller's name (the
     call is one event, not two). See balance_dirty_pages_ratelimited_flags() for what the model
     leaves out."""
-    task.emit((tp.ENTER, task.pid, "balance_dirty_pages_ratelimited", mapping.host.i_ino))
-    task.emit((tp.EXIT, task.pid, "balance_dirty_pages_ratelimited", None))
+    emit = task.emit
+    emit((ENTER, task.pid, "balance_dirty_pages_ratelimited", mapping.host.i_ino))
+    emit((EXIT, task.pid, "balance_dirty_pages_ratelimited", None))
 
 
 def folio_trylock(task: Task, folio: Folio) -> bool:
@@ -291,9 +294,10 @@ def folio_lock(task: Task, folio: Folio) -> Sleeps[None]:
 
 
 def folio_unlock(task: Task, folio: Folio) -> None:
-    assert folio.owner is task, f"{task} unlocks {folio} held by {folio.owner}"
+    if folio.owner is not task:
+        raise AssertionError(f"{task} unlocks {folio} held by {folio.owner}")
     folio.owner = None
-    task.emit((tp.FOLIO_UNLOCK, task.pid, folio.index, folio.mapping.host.i_ino))
+    task.emit((FOLIO_UNLOCK, task.pid, folio.index, folio.mapping.host.i_ino))
 
 
 WriteBegin = Callable[
@@ -398,7 +402,8 @@ def __filemap_get_folio(
     contended. The ``enter``/``exit`` events carry the index asked for and the index of the folio
     returned (None for -ENOENT): the page-cache lookup the cost model prices.
     """
-    task.emit((tp.ENTER, task.pid, "__filemap_get_folio", index))
+    emit = task.emit
+    emit((ENTER, task.pid, "__filemap_get_folio", index))
     pages = mapping.i_pages
     while True:  # the "repeat:" label
         folio = pages.get(index)
@@ -407,17 +412,17 @@ def __filemap_get_folio(
         if fgp_flags & FGP_LOCK:
             if folio.owner is None:  # folio_trylock()
                 folio.owner = task
-                task.emit((tp.FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
+                emit((FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
             else:
                 yield from __folio_lock(task, folio)
             # The folio may have been truncated while we slept.
             if pages.get(index) is not folio:
                 folio_unlock(task, folio)
                 continue
-        task.emit((tp.EXIT, task.pid, "__filemap_get_folio", folio.index))
+        emit((EXIT, task.pid, "__filemap_get_folio", folio.index))
         return folio
     if not fgp_flags & FGP_CREAT:
-        task.emit((tp.EXIT, task.pid, "__filemap_get_folio", None))
+        emit((EXIT, task.pid, "__filemap_get_folio", None))
         return None
     if order > mapping.max_order:
         order = mapping.max_order
@@ -430,13 +435,13 @@ def __filemap_get_folio(
             folio.owner = task  # __folio_set_locked() before insertion: never contended
         if filemap_add_folio(task, mapping, folio) == 0:
             if fgp_flags & FGP_LOCK:
-                task.emit((tp.FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
-            task.emit((tp.EXIT, task.pid, "__filemap_get_folio", folio.index))
+                emit((FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
+            emit((EXIT, task.pid, "__filemap_get_folio", folio.index))
             return folio
         if order == 0:
             # Someone inserted the page while we allocated: look it up again (the kernel's
             # -EEXIST goes back to "repeat:" the same way).
-            task.emit((tp.EXIT, task.pid, "__filemap_get_folio", None))
+            emit((EXIT, task.pid, "__filemap_get_folio", None))
             return (yield from __filemap_get_folio(task, mapping, index, fgp_flags, 0))
         order -= 1
 

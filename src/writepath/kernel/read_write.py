@@ -18,7 +18,7 @@ from writepath.kernel.iov_iter import (
     iov_iter_init,
     iov_iter_ubuf,
 )
-from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
+from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, T, Task
 from writepath.kernel.uaccess import access_ok
 from writepath.kernel.vfs import IOCB_APPEND, O_APPEND, File, Kiocb, init_sync_kiocb
 
@@ -51,16 +51,27 @@ def new_sync_write(
 
 
 def vfs_write(task: Task, file: File, buf: int, count: int, pos: int) -> Sleeps[tuple[int, int]]:
+    """The checks, then new_sync_write(). What the kernel does after it (fsnotify_modify(), the
+    task's I/O accounting) changes nothing the model observes, so new_sync_write() is a tail
+    call: this hands back its generator rather than being a generator layer of its own (an
+    early error is handed back as a generator that returns at once)."""
     if not file.writable:
-        return -EBADF, pos
+        return _returns((-EBADF, pos))
     if not access_ok(buf, count):
-        return -EFAULT, pos
+        return _returns((-EFAULT, pos))
     ret = rw_verify_area(pos, count)
     if ret:
-        return ret, pos
+        return _returns((ret, pos))
     if count > MAX_RW_COUNT:
         count = MAX_RW_COUNT
-    return (yield from new_sync_write(task, file, buf, count, pos))
+    return new_sync_write(task, file, buf, count, pos)
+
+
+def _returns(value: T) -> Sleeps[T]:
+    """A generator that returns ``value`` without sleeping: the result of a function that hands
+    back its callee's generator, where it returns before the call."""
+    return value
+    yield  # a generator function: never reached
 
 
 def _fdget(task: Task, fd: int) -> File | None:

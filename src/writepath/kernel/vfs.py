@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import PAGE_SIZE
 from writepath.kernel.task import SleepingLock, Sleeps, Task, lock_acquire
+from writepath.kernel.tracepoints import ENTER, EXIT
 
 if TYPE_CHECKING:
     from writepath.kernel.iov_iter import IovIter
@@ -148,22 +148,25 @@ def pages_spanned(size: int) -> int:
 def inode_lock(task: Task, inode: Inode) -> Sleeps[None]:
     """inode_lock() (include/linux/fs.h, v6.18): down_write(&inode->i_rwsem). The uncontended
     case is down_write()'s fast path, a trylock; only a held lock goes to the sleeping path."""
-    task.emit((tp.ENTER, task.pid, "inode_lock", inode.i_ino))
+    emit = task.emit
+    emit((ENTER, task.pid, "inode_lock", inode.i_ino))
     sem = inode.i_rwsem
     if sem.owner is None:
         sem.owner = task
     else:
         yield from lock_acquire(task, sem)
-    task.emit((tp.EXIT, task.pid, "inode_lock", None))
+    emit((EXIT, task.pid, "inode_lock", None))
 
 
 def inode_unlock(task: Task, inode: Inode) -> None:
     """inode_unlock() (include/linux/fs.h, v6.18): up_write(&inode->i_rwsem)."""
-    task.emit((tp.ENTER, task.pid, "inode_unlock", inode.i_ino))
+    emit = task.emit
+    emit((ENTER, task.pid, "inode_unlock", inode.i_ino))
     sem = inode.i_rwsem
-    assert sem.owner is task, f"{task} releases {sem.name} held by {sem.owner}"
+    if sem.owner is not task:
+        raise AssertionError(f"{task} releases {sem.name} held by {sem.owner}")
     sem.owner = None
-    task.emit((tp.EXIT, task.pid, "inode_unlock", None))
+    emit((EXIT, task.pid, "inode_unlock", None))
 
 
 def file_update_time(task: Task, file: File) -> int:
@@ -172,8 +175,9 @@ def file_update_time(task: Task, file: File) -> int:
     The model keeps no timestamps, so this changes nothing the model observes; it is here as
     the event the cost model prices (a call every buffered write makes, under i_rwsem).
     Returns 0, as the kernel does when the update succeeds or is not needed."""
-    task.emit((tp.ENTER, task.pid, "file_update_time", file.f_inode.i_ino))
-    task.emit((tp.EXIT, task.pid, "file_update_time", 0))
+    emit = task.emit
+    emit((ENTER, task.pid, "file_update_time", file.f_inode.i_ino))
+    emit((EXIT, task.pid, "file_update_time", 0))
     return 0
 
 

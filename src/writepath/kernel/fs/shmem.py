@@ -36,6 +36,7 @@ from writepath.kernel.pagecache import (
     offset_in_folio,
 )
 from writepath.kernel.task import Sleeps, Task
+from writepath.kernel.tracepoints import ENTER, EXIT
 from writepath.kernel.vfs import (
     VM_FAULT_LOCKED,
     VM_FAULT_SIGBUS,
@@ -58,10 +59,11 @@ def shmem_write_begin(
     The kernel's lookup is shmem_get_folio_gfp() (filemap_get_entry(), folio_lock(), or
     shmem_alloc_and_add_folio() for a hole): the same page-cache lookup, lock and insertion as
     ``__filemap_get_folio(FGP_WRITEBEGIN)``, which the model shares, so the trace names it so."""
-    task.emit((tp.ENTER, task.pid, "shmem_write_begin", pos))
+    emit = task.emit
+    emit((ENTER, task.pid, "shmem_write_begin", pos))
     folio = yield from __filemap_get_folio(task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN)
     assert folio is not None
-    task.emit((tp.EXIT, task.pid, "shmem_write_begin", 0))
+    emit((EXIT, task.pid, "shmem_write_begin", 0))
     return 0, folio, None
 
 
@@ -77,18 +79,20 @@ def shmem_write_end(
 ) -> int:
     """shmem_write_end(): i_size first (pos + copied, even for a zero copy), then zero all of a
     not-uptodate folio that the copy did not fill, and accept ``copied``."""
-    task.emit((tp.ENTER, task.pid, "shmem_write_end", copied))
+    emit = task.emit
+    emit((ENTER, task.pid, "shmem_write_end", copied))
     inode = mapping.host
     if pos + copied > inode.i_size:
         i_size_write(task, inode, pos + copied)
     if not folio.uptodate:
-        if copied < folio_size(folio):
+        size = folio_size(folio)
+        if copied < size:
             start = offset_in_folio(folio, pos)
-            folio_zero_segments(folio, 0, start, start + copied, folio_size(folio))
+            folio_zero_segments(folio, 0, start, start + copied, size)
         folio_mark_uptodate(task, folio)
     folio_mark_dirty(task, folio)
     folio_unlock(task, folio)
-    task.emit((tp.EXIT, task.pid, "shmem_write_end", copied))
+    emit((EXIT, task.pid, "shmem_write_end", copied))
     return copied
 
 
