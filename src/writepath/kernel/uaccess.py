@@ -106,8 +106,6 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int, 
     """
     pte = task.mm.pte
     folio_dst = dst if type(dst) is FolioData else None
-    # Stores go through a view: a bytearray copies a ``bytes`` source before assigning it.
-    dst_view = memoryview(dst)
     emit = task.emit
     emit((STAC, task.pid, src, n))
     copied = 0
@@ -131,7 +129,7 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int, 
         if buf is dst and soff < d < soff + k:
             forward_copy(dst, d, buf, soff, k)
         else:
-            dst_view[d : d + k] = buf[soff : soff + k]  # forward_copy() of distinct memory
+            dst[d : d + k] = buf[soff : soff + k]  # forward_copy() of distinct memory
         if (folio_dst is not None and folio_dst.uninit) or type(buf) is FolioData:
             _carry_uninit(folio_dst, d, buf, soff, k)
         copied += k
