@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import P, run
+from helpers import P, run, scenario
 from writepath import load_scenario
-from writepath.run import run_scenario
+from writepath.kernel.filemap import filemap_fault
+from writepath.kernel.mm import VMA
+from writepath.kernel.pagecache import folio_unlock
+from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_MAJOR
+from writepath.run import run_scenario, setup
 from writepath.scenario import default_catalogue
+from writepath.sched import run_alone
 
 SELF_MMAP = {
     "file": [{"name": "target", "fs": "tmpfs", "size": P, "data": "pattern"}],
@@ -153,3 +158,25 @@ def test_retry_pass_balances_dirty_pages_too() -> None:
     assert names.count("balance_dirty_pages_ratelimited") == 2
     assert names.count("__filemap_get_folio") == 2
     assert names.count("folio_mark_dirty") == 2  # shmem_write_end dirties even a zero copy
+
+
+def test_filemap_fault_is_major_only_when_the_page_was_not_cached() -> None:
+    """filemap_fault() returns VM_FAULT_MAJOR when it had to add the page to the page cache
+    ("No page in the page cache at all"); a cached page, even one it must read, is not."""
+    s = scenario(
+        file=[{"name": "target", "fs": "ext4", "size": 2 * P, "data": "pattern", "cached": False}],
+        call=[{"op": "lseek", "pos": 0}],
+    )
+    machine = setup(s, "v6.18")
+    inode = machine.inodes["target"]
+    vma = VMA(0, 2 * P, True, False, True, inode)
+    task = machine.task
+    first = run_alone(machine.kernel, task, filemap_fault(task, vma, 0)).results[task.pid]
+    assert isinstance(first, tuple)
+    ret, folio = first
+    assert ret == VM_FAULT_LOCKED | VM_FAULT_MAJOR and folio is not None
+    assert bytes(folio.data) == inode.disk[0]  # read from the disk
+    folio_unlock(task, folio)
+    again = run_alone(machine.kernel, task, filemap_fault(task, vma, 0)).results[task.pid]
+    assert isinstance(again, tuple)
+    assert again[0] == VM_FAULT_LOCKED and again[1] is folio
