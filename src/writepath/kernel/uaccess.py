@@ -26,11 +26,14 @@ from writepath.kernel.task import PAGE_FAULT, Sleeps, Task
 from writepath.kernel.tracepoints import CLAC, FAULT_REFUSED, STAC, trace_page_fault_kernel
 from writepath.kernel.tracepoints import PAGE_FAULT as PAGE_FAULT_EVENT
 
+#: One past the last valid user address.
+_USER_END = USER_PTR_MAX + 1
+
 
 def access_ok(addr: int, size: int) -> bool:
     """x86 ``__access_ok()`` for a run-time size: the whole range below USER_PTR_MAX, no wrap."""
     end = addr + size
-    return addr >= 0 and end <= USER_PTR_MAX + 1 and end >= addr
+    return addr >= 0 and end <= _USER_END and end >= addr
 
 
 def pagefault_disable(task: Task) -> None:
@@ -130,8 +133,12 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int, 
             forward_copy(dst, d, buf, soff, k)
         else:
             dst[d : d + k] = buf[soff : soff + k]  # forward_copy() of distinct memory
-        if (folio_dst is not None and folio_dst.uninit) or type(buf) is FolioData:
+        if type(buf) is FolioData:
             _carry_uninit(folio_dst, d, buf, soff, k)
+        elif folio_dst is not None and folio_dst.uninit:
+            # An initialized source: the bytes written are initialized (_carry_uninit() with
+            # nothing to carry).
+            ranges_clear(folio_dst.uninit, d, d + k)
         copied += k
     emit((CLAC, task.pid, None, None))
     return n - copied
