@@ -4,6 +4,11 @@
 resident 4 KiB buffer into a file on tmpfs. The real kernel's rate comes from the same loop in C
 (compiled here with ``cc`` when there is one; else Python's ``os.pwrite``, whose interpreter
 overhead makes the kernel look slower and the ratio kinder — the report says which was used).
+
+``speed_report()`` is what ``writepath bench --json`` reports: model and kernel samples taken in
+turn, every simulated call checked, median and spread (``render_speed()`` prints it).
+``size_scaling()`` measures how one write's time and peak memory grow with its size, 4 KiB to
+256 MiB (``python -m writepath.bench --scaling``).
 """
 
 from __future__ import annotations
