@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import P, run
+from helpers import P, run, scenario
 from writepath import load_scenario
-from writepath.run import run_scenario
+from writepath.kernel.filemap import filemap_fault
+from writepath.kernel.mm import VMA
+from writepath.kernel.pagecache import folio_unlock
+from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_MAJOR
+from writepath.run import run_scenario, setup
 from writepath.scenario import default_catalogue
+from writepath.sched import run_alone
 
 SELF_MMAP = {
     "file": [{"name": "target", "fs": "tmpfs", "size": P, "data": "pattern"}],
@@ -84,3 +89,94 @@ def test_forward_copy_when_source_overlaps_destination() -> None:
     assert r.calls[0].ret == P - 1
     # pattern byte 0 is 0 % 251 + 1 = 1
     assert r.files["target"].read(0, P) == b"\x01" * P
+
+
+# --- The events the cost model prices (issue 9), in the order the kernel makes the calls ---
+
+PRICED = (
+    "inode_lock",
+    "inode_unlock",
+    "file_update_time",
+    "__filemap_get_folio",
+    "folio_mark_dirty",
+    "balance_dirty_pages_ratelimited",
+    "balance_dirty_pages_ratelimited_flags",
+)
+
+
+def _priced(doc: dict[str, object], design: str = "v6.18") -> list[str]:
+    """The priced functions entered, in order, each checked to be exited right after (they
+    call no other modelled function)."""
+    r = run(doc, design)
+    assert r.events is not None
+    names: list[str] = []
+    for k, (kind, _pid, a, _b) in enumerate(r.events):
+        if kind == "enter" and a in PRICED:
+            names.append(str(a))
+            later = [e for e in r.events[k + 1 :] if e[0] in ("enter", "exit")]
+            if a != "__filemap_get_folio":
+                assert later[0][0] == "exit" and later[0][2] == a
+    return names
+
+
+@pytest.mark.parametrize("fs", ["tmpfs", "ramfs"])
+def test_priced_events_of_a_write_in_kernel_order(fs: str) -> None:
+    """shmem_file_write_iter() and generic_file_write_iter(): i_rwsem around the write, the
+    timestamp update before the loop, per page one lookup, one dirtying in write_end and one
+    balance_dirty_pages_ratelimited() at the end of the pass."""
+    doc = {
+        "file": [{"name": "target", "fs": fs, "size": 0, "data": "zero"}],
+        "region": [{"name": "buf", "kind": "anon", "pages": 3, "touched": True, "data": "pattern"}],
+        "call": [{"op": "pwrite", "iov": [["buf", 0, 3 * P]], "pos": 0}],
+    }
+    per_page = ["__filemap_get_folio", "folio_mark_dirty", "balance_dirty_pages_ratelimited"]
+    expected = ["inode_lock", "file_update_time", *per_page * 3, "inode_unlock"]
+    assert _priced(doc) == expected
+    r = run(doc, "v6.18")
+    assert r.calls[0].ret == 3 * P and r.files["target"].size == 3 * P
+
+
+def test_priced_events_no_write_no_loop() -> None:
+    """A write of nothing takes i_rwsem (generic_write_checks() returns 0 under it) and never
+    reaches the timestamp update or the loop."""
+    doc = {
+        "region": [{"name": "buf", "kind": "anon", "pages": 1, "touched": True, "data": "pattern"}],
+        "call": [{"op": "pwrite", "iov": [["buf", 0, 0]], "pos": 0}],
+    }
+    assert _priced(doc) == ["inode_lock", "inode_unlock"]
+
+
+def test_retry_pass_balances_dirty_pages_too() -> None:
+    """v6.14: a pass whose copy made no progress (source not resident) faults the source in and
+    then reaches balance_dirty_pages_ratelimited(), as the C loop's "continue" does; the folio
+    is dirtied only by the pass that copies."""
+    doc = {
+        "region": [{"name": "buf", "kind": "anon", "pages": 1}],
+        "call": [{"op": "pwrite", "iov": [["buf", 0, P]], "pos": 0}],
+    }
+    names = _priced(doc, "v6.14")
+    assert names.count("balance_dirty_pages_ratelimited") == 2
+    assert names.count("__filemap_get_folio") == 2
+    assert names.count("folio_mark_dirty") == 2  # shmem_write_end dirties even a zero copy
+
+
+def test_filemap_fault_is_major_only_when_the_page_was_not_cached() -> None:
+    """filemap_fault() returns VM_FAULT_MAJOR when it had to add the page to the page cache
+    ("No page in the page cache at all"); a cached page, even one it must read, is not."""
+    s = scenario(
+        file=[{"name": "target", "fs": "ext4", "size": 2 * P, "data": "pattern", "cached": False}],
+        call=[{"op": "lseek", "pos": 0}],
+    )
+    machine = setup(s, "v6.18")
+    inode = machine.inodes["target"]
+    vma = VMA(0, 2 * P, True, False, True, inode)
+    task = machine.task
+    first = run_alone(machine.kernel, task, filemap_fault(task, vma, 0)).results[task.pid]
+    assert isinstance(first, tuple)
+    ret, folio = first
+    assert ret == VM_FAULT_LOCKED | VM_FAULT_MAJOR and folio is not None
+    assert bytes(folio.data) == inode.disk[0]  # read from the disk
+    folio_unlock(task, folio)
+    again = run_alone(machine.kernel, task, filemap_fault(task, vma, 0)).results[task.pid]
+    assert isinstance(again, tuple)
+    assert again[0] == VM_FAULT_LOCKED and again[1] is folio

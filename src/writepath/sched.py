@@ -72,7 +72,7 @@ class WaitEdge(NamedTuple):
     holder: int | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     verdict: Verdict
     evidence: str = ""
@@ -266,9 +266,11 @@ def run_alone(
     """
     kernel.others_can_run = _nobody
     events = kernel.events
+    result: list[object] = []
     try:
-        while True:
-            point = next(body)
+        # A for loop over a generator that returns None raises no StopIteration to catch:
+        # _collect keeps the body's return value instead.
+        for point in _collect(body, result):
             if type(point) is WaitOn:
                 holder = point.lock.owner
                 edge = WaitEdge(
@@ -279,11 +281,18 @@ def run_alone(
                 drain(events)
                 # Emptied in place: every task's ``emit`` is this list's bound append.
                 events.clear()
-    except StopIteration as stop:
-        return Outcome(Verdict.OK, "", {task.pid: stop.value})
     except Stuck as stuck:
         return _stuck_outcome(kernel, task, stuck, {})
+    return Outcome(OK, "", {task.pid: result[0]}, ())
+
+
+def _collect(body: TaskBody, out: list[object]) -> Generator[SchedPoint | WaitOn, None, None]:
+    out.append((yield from body))
 
 
 def _nobody(task: Task) -> bool:
     return False
+
+
+#: Verdict.OK without the enum attribute lookup, for run_alone's every call.
+OK = Verdict.OK

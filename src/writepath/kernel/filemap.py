@@ -25,14 +25,19 @@ first ("copy-first"). The broken designs change only the generic loop; the other
 form of the release the broken design starts from (v6.14 for no-fault-in and faulting-copy,
 v6.13 for any-byte-check).
 
-What every design shares — write_begin, the copy, write_end and the revert of what write_end
-refused — is ``_write_chunk``; the loops differ only where the designs differ. The loops also tell
+Every loop has write_begin, the copy, write_end and the revert of what write_end refused inline,
+as the C does. The designs of the v6.13 loop copy with ``copy_page_from_iter_atomic()`` of their
+time; the others with ``copy_folio_from_iter_atomic()`` of v6.16+, the kernel the filesystems
+here follow (ext4 large folios) and the oracle runs: its retry after a short copy is a second
+fault at the same address, which the real kernel's trace shows. The loops also tell
 the livelock detector (``note_no_progress``) about iterations that made no progress: that is the
 model's bookkeeping, not kernel code, and it changes nothing the loop does.
 
-Not modelled: ``balance_dirty_pages_ratelimited()`` (no writeback here) and
-``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is true once another
-task sent a fatal signal (``writepath.kernel.signal``): each loop tests it before write_begin.
+``balance_dirty_pages_ratelimited()`` is called where the kernel calls it, at the end of every
+pass that neither broke out nor retried; with no writeback in the model it only marks the
+event. Not modelled: ``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is
+true once another task sent a fatal signal (``writepath.kernel.signal``): each loop tests it
+before write_begin.
 """
 
 from __future__ import annotations
@@ -53,35 +58,32 @@ from writepath.kernel.iov_iter import (
 )
 from writepath.kernel.mm import VMA, do_user_addr_fault
 from writepath.kernel.pagecache import (
-    AddressSpace,
-    AddressSpaceOperations,
     Folio,
+    balance_dirty_pages_ratelimited,
     filemap_add_folio,
     filemap_alloc_folio,
     folio_lock,
-    folio_size,
     folio_unlock,
-    mapping_max_folio_size,
-    offset_in_folio,
 )
-from writepath.kernel.signal import fatal_signal_pending
+from writepath.kernel.signal import SIGKILL
 from writepath.kernel.task import (
     COND_RESCHED,
     PAGE_FAULT,
     Sleeps,
     Task,
-    lock_acquire,
-    lock_release,
-    note_loop_start,
     note_no_progress,
     note_progress,
 )
 from writepath.kernel.vfs import (
     IOCB_APPEND,
     VM_FAULT_LOCKED,
+    VM_FAULT_MAJOR,
     VM_FAULT_SIGBUS,
     File,
     Kiocb,
+    file_update_time,
+    inode_lock,
+    inode_unlock,
 )
 
 EFAULT = 14
@@ -116,50 +118,6 @@ def copy_folio_from_iter_faulting(
     return copied
 
 
-#: Designs built on the v6.13 loop, whose kernels copied with copy_page_from_iter_atomic().
-PRE_V6_16_COPY = frozenset({"v6.13", "any-byte-check"})
-
-
-def _write_chunk(
-    task: Task,
-    file: File,
-    mapping: AddressSpace,
-    a_ops: AddressSpaceOperations,
-    pos: int,
-    nbytes: int,
-    i: IovIter,
-    faulting: bool = False,
-) -> Sleeps[tuple[int, int, int]]:
-    """One pass of the loop body from ``write_begin`` to the revert after ``write_end``.
-
-    ``faulting`` selects the broken design's copy with page faults enabled. The designs of the
-    v6.13 loop copy with ``copy_page_from_iter_atomic()`` of their time; the others with
-    ``copy_folio_from_iter_atomic()`` of v6.16+, the kernel the filesystems here follow (ext4
-    large folios) and the oracle runs: its retry after a short copy is a second fault at the
-    same address, which the real kernel's trace shows.
-    Returns ``(status, copied, bytes)``: write_end's verdict (or write_begin's error), what the
-    copy moved, and the chunk size after clamping it to the folio. On return the folio is unlocked
-    and the iterator stands after the bytes write_end accepted.
-    """
-    status, folio, fsdata = yield from a_ops.write_begin(task, file, mapping, pos, nbytes)
-    if status < 0 or folio is None:
-        return status, 0, nbytes
-    offset = offset_in_folio(folio, pos)
-    if nbytes > folio_size(folio) - offset:
-        nbytes = folio_size(folio) - offset
-    if faulting:
-        copied = yield from copy_folio_from_iter_faulting(task, folio, offset, nbytes, i)
-    elif task.kernel.design in PRE_V6_16_COPY:
-        # The atomic copy cannot sleep: a plain call, no scheduling point.
-        copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
-    else:
-        copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
-    status = a_ops.write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
-    if status != copied:
-        iov_iter_revert(i, copied - max(status, 0))
-    return status, copied, nbytes
-
-
 def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
     ret = written if written else status
     if written:
@@ -171,12 +129,15 @@ def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
 def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """generic_perform_write() of v6.13 (mm/filemap.c): prefault, then copy atomically."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    chunk = mapping_max_folio_size(mapping)
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -186,17 +147,28 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
         # Bring in the source first: the "deadlock" comment of v6.13.
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
             break
-        if fatal_signal_pending(task):
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -208,9 +180,11 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
                 retry = True
                 continue
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -220,12 +194,15 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     """generic_perform_write() after 665575cff098 (v6.14+, mm/filemap.c): copy first with page
     faults disabled; only when a copy made no progress, fault the source in, folio unlocked."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    chunk = mapping_max_folio_size(mapping)
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -235,13 +212,24 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
-        if fatal_signal_pending(task):
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -257,9 +245,11 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
                 status = -EFAULT
                 break
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -269,12 +259,15 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
     """Broken: v6.14 without the late fault-in. A copy that makes no progress because the source
     is not resident is retried as it is, forever: nothing ever faults the source in."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    chunk = mapping_max_folio_size(mapping)
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -284,13 +277,24 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
-        if fatal_signal_pending(task):
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_folio_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -302,9 +306,11 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
                 retry = True
                 continue
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -315,12 +321,15 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
     held. A source page that maps the folio being written faults into ``filemap_fault()``, which
     waits for that folio's lock: held by this very task."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    chunk = mapping_max_folio_size(mapping)
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -330,15 +339,24 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
-        if fatal_signal_pending(task):
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(
-            task, file, mapping, a_ops, pos, nbytes, i, faulting=True
-        )
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = yield from copy_folio_from_iter_faulting(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -353,9 +371,11 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
                 status = -EFAULT
                 break
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -366,12 +386,15 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
     (fault_in_iov_iter_readable(i, bytes))``: any byte that cannot be faulted in fails the chunk
     with -EFAULT, so a chunk that is only partly readable writes nothing of its readable part."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
-    note_loop_start(task)
+    task.stall_key = None  # note_loop_start(), inline
+    task.stalls = 0
     file = iocb.ki_filp
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    chunk = mapping_max_folio_size(mapping)
+    write_begin = a_ops.write_begin
+    write_end = a_ops.write_end
+    chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
     retry = False
@@ -381,16 +404,27 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
             nbytes = i.count
         retry = False
         offset = pos & (chunk - 1)
-        nbytes = min(chunk - offset, nbytes)
+        if nbytes > chunk - offset:
+            nbytes = chunk - offset
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) != 0:
             status = -EFAULT
             break
-        if fatal_signal_pending(task):
+        if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
-        status, copied, nbytes = yield from _write_chunk(task, file, mapping, a_ops, pos, nbytes, i)
-        if status < 0:
+        status, folio, fsdata = yield from write_begin(task, file, mapping, pos, nbytes)
+        if status < 0 or folio is None:
             break
+        size = PAGE_SIZE << folio.order  # folio_size() and offset_in_folio(), inlines
+        offset = pos & (size - 1)
+        if nbytes > size - offset:
+            nbytes = size - offset
+        copied = copy_page_from_iter_atomic(task, folio, offset, nbytes, i)
+        status = write_end(task, file, mapping, pos, nbytes, copied, folio, fsdata)
+        if status != copied:
+            iov_iter_revert(i, copied - max(status, 0))
+            if status < 0:
+                break
         yield COND_RESCHED
         if status == 0:
             task.emit((tp.RETRY, task.pid, pos, nbytes))
@@ -402,9 +436,11 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
                 retry = True
                 continue
         else:
-            note_progress(task)
+            if task.stalls:
+                note_progress(task)
             pos += status
             written += status
+        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -502,19 +538,21 @@ def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
 
 
 def __generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
-    """Buffered case only. ``file_remove_privs()`` and ``file_update_time()`` change nothing the
-    model observes and are left out, so this hands back the write loop's generator itself."""
+    """Buffered case only (mm/filemap.c, v6.18): ``file_remove_privs()`` (no setuid bits in the
+    model: nothing to do), ``file_update_time()``, then the write loop. Not a generator layer
+    of its own: it hands back the write loop's generator, which the caller runs."""
+    file_update_time(task, iocb.ki_filp)
     return task.kernel.perform_write(task, iocb, from_)
 
 
 def generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """The write_iter of ramfs and of other simple filesystems (mm/filemap.c)."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    yield from inode_lock(task, inode)
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
         ret = yield from __generic_file_write_iter(task, iocb, from_)
-    lock_release(task, inode.i_rwsem)
+    inode_unlock(task, inode)
     return ret
 
 
@@ -523,7 +561,9 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
 
     A page wholly beyond EOF is VM_FAULT_SIGBUS. A cached folio is locked (sleeping if another
     task, or this one, holds it) and read if not uptodate; a missing one is allocated locked and
-    read (``page_cache_sync_ra()`` reduced to one order-0 folio). Returns the folio locked.
+    read (``page_cache_sync_ra()`` reduced to one order-0 folio), and only then is the fault
+    VM_FAULT_MAJOR, as in the kernel ("No page in the page cache at all"): reading a cached
+    folio that is not uptodate is not. Returns the folio locked.
     """
     inode = vma.vm_file
     assert inode is not None
@@ -532,7 +572,9 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
         return VM_FAULT_SIGBUS, None
     tp.trace_mm_filemap_fault(task, inode.name, pgoff)
     folio = mapping.i_pages.get(pgoff)
+    major = 0
     if folio is None:
+        major = VM_FAULT_MAJOR
         folio = filemap_alloc_folio(mapping, pgoff, 0)
         folio.owner = task
         filemap_add_folio(task, mapping, folio)
@@ -547,5 +589,5 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
             mapping.a_ops.read_folio(task, folio)
     if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
         folio_unlock(task, folio)
-        return VM_FAULT_SIGBUS, None
-    return VM_FAULT_LOCKED, folio
+        return VM_FAULT_SIGBUS | major, None
+    return VM_FAULT_LOCKED | major, folio

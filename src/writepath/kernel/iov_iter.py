@@ -17,16 +17,17 @@ from writepath.kernel.constants import MAX_RW_COUNT, PAGE_SIZE
 from writepath.kernel.gup import fault_in_readable
 from writepath.kernel.pagecache import Folio
 from writepath.kernel.task import Sleeps, Task
-from writepath.kernel.uaccess import (
-    access_ok,
-    pagefault_disable,
-    pagefault_enable,
-    raw_copy_from_user,
-)
+from writepath.kernel.tracepoints import COPY, ENTER, EXIT
+from writepath.kernel.uaccess import access_ok, raw_copy_from_user
 
 ITER_UBUF = 0
 ITER_IOVEC = 1
 ITER_SOURCE = True  # data_source: the iterator is read from (a write)
+
+_NO_SEGMENTS: list[tuple[int, int]] = []
+
+#: Where copy_folio_from_iter_atomic()'s copy faults: it inlines the whole iteration.
+COPY_FOLIO_IP = "copy_folio_from_iter_atomic"
 
 
 class IovIter:
@@ -56,9 +57,15 @@ class IovIter:
         self.iov_offset = 0
         self.count = count
         self.ubuf = ubuf
-        self.iov: list[tuple[int, int]] = iov if iov is not None else []
         self.iov_idx = 0
-        self.nr_segs = len(self.iov) if iter_type == ITER_IOVEC else 1
+        if iov is None:
+            # ITER_UBUF: no segment array. The shared empty list is never written (only an
+            # ITER_IOVEC iterator indexes its segments), so a new one per call is not needed.
+            self.iov = _NO_SEGMENTS
+            self.nr_segs = 1
+        else:
+            self.iov = iov
+            self.nr_segs = len(iov) if iter_type == ITER_IOVEC else 1
 
     def __repr__(self) -> str:
         kind = "ubuf" if self.iter_type == ITER_UBUF else "iovec"
@@ -162,8 +169,12 @@ def __copy_from_iter(
     if not length:
         return 0
     if i.iter_type == ITER_UBUF:
-        remain = copy_from_user_iter(task, i.ubuf + i.iov_offset, length, to, toff, ip)
-        progress = length - remain
+        # iterate_ubuf() with copy_from_user_iter(), both inlined as in the kernel.
+        uaddr = i.ubuf + i.iov_offset
+        if access_ok(uaddr, length):
+            progress = length - raw_copy_from_user(task, to, toff, uaddr, length, ip)
+        else:
+            progress = 0
         i.iov_offset += progress
         i.count -= progress
         return progress
@@ -206,14 +217,16 @@ def copy_page_from_iter_atomic(
     """The copy of v6.13–v6.15: ``copy_folio_from_iter_atomic()`` was an inline wrapper around
     ``copy_page_from_iter_atomic(&folio->page, ...)``. On x86_64 no page is highmem, so
     ``uses_kmap`` is false and the loop body runs once: a short copy is not retried."""
-    task.emit((tp.ENTER, task.pid, "copy_page_from_iter_atomic", nbytes))
+    emit = task.emit
+    pid = task.pid
+    emit((ENTER, pid, "copy_page_from_iter_atomic", nbytes))
     copied = 0
     if page_copy_sane(folio, offset, nbytes) and i.data_source:
-        pagefault_disable(task)  # kmap_atomic()
+        task.pagefault_disabled += 1  # kmap_atomic() → pagefault_disable(), an inline
         copied = __copy_from_iter(task, folio.data, offset, nbytes, i, "copy_page_from_iter_atomic")
-        pagefault_enable(task)
-    task.emit((tp.COPY, task.pid, nbytes, copied))
-    task.emit((tp.EXIT, task.pid, "copy_page_from_iter_atomic", copied))
+        task.pagefault_disabled -= 1  # pagefault_enable()
+    emit((COPY, pid, nbytes, copied))
+    emit((EXIT, pid, "copy_page_from_iter_atomic", copied))
     return copied
 
 
@@ -223,21 +236,23 @@ def copy_folio_from_iter_atomic(
     """The copy of v6.16+ (d9736929445e): loop while the copy makes progress. Without partial
     kmaps (x86_64) a short copy is tried once more from where it stopped, which copies nothing
     more when the next page is still not present: one extra, empty user-access window."""
-    task.emit((tp.ENTER, task.pid, "copy_folio_from_iter_atomic", nbytes))
+    emit = task.emit
+    pid = task.pid
+    emit((ENTER, pid, "copy_folio_from_iter_atomic", nbytes))
     copied = 0
-    if page_copy_sane(folio, offset, nbytes) and i.data_source:
+    # page_copy_sane(), an inline.
+    if offset >= 0 and offset + nbytes <= (PAGE_SIZE << folio.order) and i.data_source:
+        data = folio.data
         while True:
-            pagefault_disable(task)
-            n = __copy_from_iter(
-                task, folio.data, offset, nbytes - copied, i, "copy_folio_from_iter_atomic"
-            )
-            pagefault_enable(task)
+            task.pagefault_disabled += 1  # pagefault_disable(), an inline
+            n = __copy_from_iter(task, data, offset, nbytes - copied, i, COPY_FOLIO_IP)
+            task.pagefault_disabled -= 1  # pagefault_enable()
             copied += n
             offset += n
             if copied == nbytes or n == 0:
                 break
-    task.emit((tp.COPY, task.pid, nbytes, copied))
-    task.emit((tp.EXIT, task.pid, "copy_folio_from_iter_atomic", copied))
+    emit((COPY, pid, nbytes, copied))
+    emit((EXIT, pid, "copy_folio_from_iter_atomic", copied))
     return copied
 
 

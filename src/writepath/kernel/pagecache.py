@@ -25,11 +25,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, overload
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.task import Sleeps, Task, WaitOn
+from writepath.kernel.tracepoints import ENTER, EXIT, FOLIO_LOCK, FOLIO_UNLOCK
 
 if TYPE_CHECKING:
     from writepath.kernel.vfs import File, Inode
@@ -214,8 +215,53 @@ def folio_mark_uptodate(task: Task, folio: Folio) -> None:
         task.kernel.generation += 1
 
 
-def folio_mark_dirty(folio: Folio) -> None:
+@overload
+def folio_mark_dirty(task: Task, folio: Folio) -> bool: ...
+
+
+@overload
+def folio_mark_dirty(task: Folio, folio: None = None) -> bool: ...
+
+
+def folio_mark_dirty(task: Any, folio: Folio | None = None) -> bool:
+    """folio_mark_dirty() (mm/page-writeback.c, v6.18): ``a_ops->dirty_folio``, which for the
+    filesystems here sets PG_dirty (noop_dirty_folio() of shmem and ramfs, filemap_dirty_folio()
+    behind iomap and buffer heads, which also account the dirty page). True if the folio was
+    clean. Emits ``folio_mark_dirty`` enter/exit (b: folio index, then the return value).
+
+    ``folio_mark_dirty(folio)`` without the task is the form the callers had before the event
+    existed: it marks the folio and emits nothing, until those callers pass their task."""
+    if folio is None:
+        was_clean: bool = not task.dirty
+        task.dirty = True
+        return was_clean
+    emit = task.emit
+    emit((ENTER, task.pid, "folio_mark_dirty", folio.index))
+    was_clean = not folio.dirty
     folio.dirty = True
+    emit((EXIT, task.pid, "folio_mark_dirty", was_clean))
+    return was_clean
+
+
+def balance_dirty_pages_ratelimited_flags(task: Task, mapping: AddressSpace, flags: int = 0) -> int:
+    """balance_dirty_pages_ratelimited_flags() (mm/page-writeback.c, v6.18): the per-CPU
+    ratelimit of dirty pages, which calls balance_dirty_pages() (and may sleep there) once a
+    task dirtied enough. The model has no writeback and no dirty limits, so the throttle never
+    engages; it is here as the event the cost model prices. Returns 0 (no BDP_ASYNC -EAGAIN)."""
+    task.emit((tp.ENTER, task.pid, "balance_dirty_pages_ratelimited_flags", flags))
+    task.emit((tp.EXIT, task.pid, "balance_dirty_pages_ratelimited_flags", 0))
+    return 0
+
+
+def balance_dirty_pages_ratelimited(task: Task, mapping: AddressSpace) -> None:
+    """balance_dirty_pages_ratelimited() (mm/page-writeback.c, v6.18), called by
+    generic_perform_write() after every pass that did not break out of the loop or retry:
+    ``balance_dirty_pages_ratelimited_flags(mapping, 0)``, emitted under the caller's name (the
+    call is one event, not two). See balance_dirty_pages_ratelimited_flags() for what the model
+    leaves out."""
+    emit = task.emit
+    emit((ENTER, task.pid, "balance_dirty_pages_ratelimited", mapping.host.i_ino))
+    emit((EXIT, task.pid, "balance_dirty_pages_ratelimited", None))
 
 
 def folio_trylock(task: Task, folio: Folio) -> bool:
@@ -248,9 +294,10 @@ def folio_lock(task: Task, folio: Folio) -> Sleeps[None]:
 
 
 def folio_unlock(task: Task, folio: Folio) -> None:
-    assert folio.owner is task, f"{task} unlocks {folio} held by {folio.owner}"
+    if folio.owner is not task:
+        raise AssertionError(f"{task} unlocks {folio} held by {folio.owner}")
     folio.owner = None
-    task.emit((tp.FOLIO_UNLOCK, task.pid, folio.index, folio.mapping.host.i_ino))
+    task.emit((FOLIO_UNLOCK, task.pid, folio.index, folio.mapping.host.i_ino))
 
 
 WriteBegin = Callable[
@@ -352,19 +399,30 @@ def __filemap_get_folio(
 
     ``order`` is what ``fgf_set_order()`` encodes in the flags in the kernel. Returns None where
     the kernel returns ERR_PTR(-ENOENT). A new folio is added locked, so taking its lock is never
-    contended.
+    contended. The ``enter``/``exit`` events carry the index asked for and the index of the folio
+    returned (None for -ENOENT): the page-cache lookup the cost model prices.
     """
-    folio = mapping.i_pages.get(index)
-    if folio is not None:
+    emit = task.emit
+    emit((ENTER, task.pid, "__filemap_get_folio", index))
+    pages = mapping.i_pages
+    while True:  # the "repeat:" label
+        folio = pages.get(index)
+        if folio is None:
+            break
         if fgp_flags & FGP_LOCK:
-            if folio.owner is not None or not folio_trylock(task, folio):
+            if folio.owner is None:  # folio_trylock()
+                folio.owner = task
+                emit((FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
+            else:
                 yield from __folio_lock(task, folio)
             # The folio may have been truncated while we slept.
-            if mapping.i_pages.get(index) is not folio:
+            if pages.get(index) is not folio:
                 folio_unlock(task, folio)
-                return (yield from __filemap_get_folio(task, mapping, index, fgp_flags, order))
+                continue
+        emit((EXIT, task.pid, "__filemap_get_folio", folio.index))
         return folio
     if not fgp_flags & FGP_CREAT:
+        emit((EXIT, task.pid, "__filemap_get_folio", None))
         return None
     if order > mapping.max_order:
         order = mapping.max_order
@@ -377,10 +435,13 @@ def __filemap_get_folio(
             folio.owner = task  # __folio_set_locked() before insertion: never contended
         if filemap_add_folio(task, mapping, folio) == 0:
             if fgp_flags & FGP_LOCK:
-                task.emit((tp.FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
+                emit((FOLIO_LOCK, task.pid, folio.index, mapping.host.i_ino))
+            emit((EXIT, task.pid, "__filemap_get_folio", folio.index))
             return folio
         if order == 0:
-            # Someone inserted the page while we allocated: look it up again.
+            # Someone inserted the page while we allocated: look it up again (the kernel's
+            # -EEXIST goes back to "repeat:" the same way).
+            emit((EXIT, task.pid, "__filemap_get_folio", None))
             return (yield from __filemap_get_folio(task, mapping, index, fgp_flags, 0))
         order -= 1
 

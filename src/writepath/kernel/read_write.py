@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import LLONG_MAX, MAX_RW_COUNT, UIO_MAXIOV
-from writepath.kernel.iov_iter import ITER_SOURCE, IovIter, iov_iter_init, iov_iter_ubuf
-from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
+from writepath.kernel.iov_iter import (
+    ITER_SOURCE,
+    ITER_UBUF,
+    IovIter,
+    iov_iter_init,
+    iov_iter_ubuf,
+)
+from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, T, Task
 from writepath.kernel.uaccess import access_ok
-from writepath.kernel.vfs import File, init_sync_kiocb
+from writepath.kernel.vfs import IOCB_APPEND, O_APPEND, File, Kiocb, init_sync_kiocb
 
 EBADF = 9
 EFAULT = 14
@@ -36,24 +42,36 @@ def rw_verify_area(pos: int | None, count: int) -> int:
 def new_sync_write(
     task: Task, file: File, buf: int, count: int, pos: int
 ) -> Sleeps[tuple[int, int]]:
-    """Build a kiocb and an ITER_UBUF iterator and call ->write_iter; (ret, new position)."""
-    iocb = init_sync_kiocb(file, pos)
-    it = iov_iter_ubuf(ITER_SOURCE, buf, count)
+    """Build a kiocb and an ITER_UBUF iterator and call ->write_iter; (ret, new position).
+    init_sync_kiocb() and iov_iter_ubuf() are static inlines, inlined here too."""
+    iocb = Kiocb(file, pos, IOCB_APPEND if file.f_flags & O_APPEND else 0)
+    it = IovIter(ITER_UBUF, ITER_SOURCE, count, buf)
     ret = yield from file.f_inode.fs.write_iter(task, iocb, it)
     return ret, iocb.ki_pos if ret > 0 else pos
 
 
 def vfs_write(task: Task, file: File, buf: int, count: int, pos: int) -> Sleeps[tuple[int, int]]:
+    """The checks, then new_sync_write(). What the kernel does after it (fsnotify_modify(), the
+    task's I/O accounting) changes nothing the model observes, so new_sync_write() is a tail
+    call: this hands back its generator rather than being a generator layer of its own (an
+    early error is handed back as a generator that returns at once)."""
     if not file.writable:
-        return -EBADF, pos
+        return _returns((-EBADF, pos))
     if not access_ok(buf, count):
-        return -EFAULT, pos
+        return _returns((-EFAULT, pos))
     ret = rw_verify_area(pos, count)
     if ret:
-        return ret, pos
+        return _returns((ret, pos))
     if count > MAX_RW_COUNT:
         count = MAX_RW_COUNT
-    return (yield from new_sync_write(task, file, buf, count, pos))
+    return new_sync_write(task, file, buf, count, pos)
+
+
+def _returns(value: T) -> Sleeps[T]:
+    """A generator that returns ``value`` without sleeping: the result of a function that hands
+    back its callee's generator, where it returns before the call."""
+    return value
+    yield  # a generator function: never reached
 
 
 def _fdget(task: Task, fd: int) -> File | None:
@@ -79,7 +97,7 @@ def ksys_pwrite64(task: Task, fd: int, buf: int, count: int, pos: int) -> Sleeps
     """pwrite(2): at ``pos``; the file position does not move (O_APPEND still appends)."""
     task.emit((tp.ENTER, task.pid, "ksys_pwrite64", count))
     yield SYSCALL_ENTRY
-    file = _fdget(task, fd)
+    file = task.files.get(fd)  # fdget()
     if pos < 0:
         ret = -EINVAL
     elif file is None:

@@ -23,8 +23,8 @@ from writepath.kernel.pagecache import (
     folio_unlock,
     folio_zero_range,
 )
-from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task, lock_acquire, lock_release
-from writepath.kernel.vfs import Inode, i_size_write
+from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
+from writepath.kernel.vfs import Inode, i_size_write, inode_lock, inode_unlock
 
 EBADF = 9
 EINVAL = 22
@@ -99,7 +99,7 @@ def do_sys_ftruncate(task: Task, fd: int, length: int) -> Sleeps[int]:
     inode = file.f_inode
     if length > inode.fs.s_maxbytes:
         return -EFBIG
-    yield from lock_acquire(task, inode.i_rwsem)
+    yield from inode_lock(task, inode)
     yield from truncate_setsize(task, inode, length)
-    lock_release(task, inode.i_rwsem)
+    inode_unlock(task, inode)
     return 0

@@ -23,13 +23,17 @@ from writepath.kernel.constants import OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE, USER_
 from writepath.kernel.mm import do_user_addr_fault
 from writepath.kernel.pagecache import FolioData, Ranges, ranges_add, ranges_clear, ranges_within
 from writepath.kernel.task import PAGE_FAULT, Sleeps, Task
-from writepath.kernel.tracepoints import trace_page_fault_kernel
+from writepath.kernel.tracepoints import CLAC, FAULT_REFUSED, STAC, trace_page_fault_kernel
+from writepath.kernel.tracepoints import PAGE_FAULT as PAGE_FAULT_EVENT
+
+#: One past the last valid user address.
+_USER_END = USER_PTR_MAX + 1
 
 
 def access_ok(addr: int, size: int) -> bool:
     """x86 ``__access_ok()`` for a run-time size: the whole range below USER_PTR_MAX, no wrap."""
     end = addr + size
-    return addr >= 0 and end <= USER_PTR_MAX + 1 and end >= addr
+    return addr >= 0 and end <= _USER_END and end >= addr
 
 
 def pagefault_disable(task: Task) -> None:
@@ -105,7 +109,8 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int, 
     """
     pte = task.mm.pte
     folio_dst = dst if type(dst) is FolioData else None
-    task.emit((tp.STAC, task.pid, src, n))
+    emit = task.emit
+    emit((STAC, task.pid, src, n))
     copied = 0
     while copied < n:
         addr = src + copied
@@ -115,18 +120,27 @@ def raw_copy_from_user(task: Task, dst: bytearray, doff: int, src: int, n: int, 
             # The CPU faults. With faults disabled the handler refuses and the exception table
             # ends the copy here; otherwise the caller handles the fault and resumes.
             if task.pagefault_disabled:
-                task.emit((tp.PAGE_FAULT, task.pid, addr, tp.FAULT_REFUSED))
+                emit((PAGE_FAULT_EVENT, task.pid, addr, FAULT_REFUSED))
             break
         off = addr & OFFSET_MASK
         k = PAGE_SIZE - off
         if k > n - copied:
             k = n - copied
         buf, boff = ref
-        forward_copy(dst, doff + copied, buf, boff + off, k)
-        if (folio_dst is not None and folio_dst.uninit) or type(buf) is FolioData:
-            _carry_uninit(folio_dst, doff + copied, buf, boff + off, k)
+        soff = boff + off
+        d = doff + copied
+        if buf is dst and soff < d < soff + k:
+            forward_copy(dst, d, buf, soff, k)
+        else:
+            dst[d : d + k] = buf[soff : soff + k]  # forward_copy() of distinct memory
+        if type(buf) is FolioData:
+            _carry_uninit(folio_dst, d, buf, soff, k)
+        elif folio_dst is not None and folio_dst.uninit:
+            # An initialized source: the bytes written are initialized (_carry_uninit() with
+            # nothing to carry).
+            ranges_clear(folio_dst.uninit, d, d + k)
         copied += k
-    task.emit((tp.CLAC, task.pid, None, None))
+    emit((CLAC, task.pid, None, None))
     return n - copied
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from writepath.kernel.constants import PAGE_SIZE
-from writepath.kernel.task import SleepingLock, Sleeps, Task
+from writepath.kernel.task import SleepingLock, Sleeps, Task, lock_acquire
+from writepath.kernel.tracepoints import ENTER, EXIT
 
 if TYPE_CHECKING:
     from writepath.kernel.iov_iter import IovIter
@@ -31,6 +32,7 @@ IOCB_APPEND = 1 << 1
 
 # vm_fault_t bits (include/linux/mm_types.h)
 VM_FAULT_SIGBUS = 0x0002
+VM_FAULT_MAJOR = 0x0004
 VM_FAULT_SIGSEGV = 0x0040
 VM_FAULT_LOCKED = 0x0200
 VM_FAULT_ERROR = VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
@@ -141,3 +143,48 @@ def i_size_write(task: Task, inode: Inode, size: int) -> None:
 
 def pages_spanned(size: int) -> int:
     return (size + PAGE_SIZE - 1) // PAGE_SIZE
+
+
+def inode_lock(task: Task, inode: Inode) -> Sleeps[None]:
+    """inode_lock() (include/linux/fs.h, v6.18): down_write(&inode->i_rwsem). The uncontended
+    case is down_write()'s fast path, a trylock; only a held lock goes to the sleeping path."""
+    emit = task.emit
+    emit((ENTER, task.pid, "inode_lock", inode.i_ino))
+    sem = inode.i_rwsem
+    if sem.owner is None:
+        sem.owner = task
+    else:
+        yield from lock_acquire(task, sem)
+    emit((EXIT, task.pid, "inode_lock", None))
+
+
+def inode_unlock(task: Task, inode: Inode) -> None:
+    """inode_unlock() (include/linux/fs.h, v6.18): up_write(&inode->i_rwsem)."""
+    emit = task.emit
+    emit((ENTER, task.pid, "inode_unlock", inode.i_ino))
+    sem = inode.i_rwsem
+    if sem.owner is not task:
+        raise AssertionError(f"{task} releases {sem.name} held by {sem.owner}")
+    sem.owner = None
+    emit((EXIT, task.pid, "inode_unlock", None))
+
+
+def file_update_time(task: Task, file: File) -> int:
+    """file_update_time() (fs/inode.c, v6.18): update mtime and ctime if they need it.
+
+    The model keeps no timestamps, so this changes nothing the model observes; it is here as
+    the event the cost model prices (a call every buffered write makes, under i_rwsem).
+    Returns 0, as the kernel does when the update succeeds or is not needed."""
+    emit = task.emit
+    emit((ENTER, task.pid, "file_update_time", file.f_inode.i_ino))
+    emit((EXIT, task.pid, "file_update_time", 0))
+    return 0
+
+
+def file_modified(task: Task, file: File) -> int:
+    """file_modified() (fs/inode.c, v6.18), what ext4, xfs and btrfs call from their write
+    checks: file_remove_privs_flags() (no setuid bits in the model: nothing to do), then the
+    timestamp update. The kernel inlines that update as inode_needs_update_time() and
+    __file_update_time(), the same work as file_update_time(); the model emits it under that
+    one name so every filesystem's timestamp update is one event."""
+    return file_update_time(task, file)

@@ -45,6 +45,7 @@ from writepath.kernel.pagecache import (
     AddressSpaceOperations,
     Folio,
     __filemap_get_folio,
+    balance_dirty_pages_ratelimited_flags,
     fgf_set_order,
     folio_mark_dirty,
     folio_mark_uptodate,
@@ -59,13 +60,20 @@ from writepath.kernel.task import (
     COND_RESCHED,
     Sleeps,
     Task,
-    lock_acquire,
-    lock_release,
     note_loop_start,
     note_no_progress,
     note_progress,
 )
-from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
+from writepath.kernel.vfs import (
+    File,
+    FileSystem,
+    Inode,
+    Kiocb,
+    file_update_time,
+    i_size_write,
+    inode_lock,
+    inode_unlock,
+)
 
 BTRFS_SECTORSIZE = PAGE_SIZE
 
@@ -136,7 +144,7 @@ def btrfs_dirty_folio(task: Task, inode: Inode, folio: Folio, pos: int, copied: 
     for index in range(first, last + 1):
         if index not in inode.disk:
             inode.delalloc.add(index)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)  # btrfs_folio_clamp_set_dirty(), one block per page here
     if pos + copied > inode.i_size:
         i_size_write(task, inode, pos + copied)
 
@@ -146,6 +154,7 @@ def copy_one_range(task: Task, inode: Inode, i: IovIter, start: int) -> Sleeps[i
     or -EFAULT."""
     chunk = mapping_max_folio_size(inode.i_mapping)
     write_bytes = min(i.count, chunk - (start & (chunk - 1)))
+    balance_dirty_pages_ratelimited_flags(task, inode.i_mapping)
     # Any byte that cannot be faulted in fails the pass (not only "none of it").
     if not loop_copies_first(task, "btrfs_buffered_write") and (
         (yield from fault_in_iov_iter_readable(task, i, write_bytes)) != 0
@@ -170,10 +179,15 @@ def copy_one_range(task: Task, inode: Inode, i: IovIter, start: int) -> Sleeps[i
     return copied
 
 
-def btrfs_write_check(task: Task, inode: Inode, pos: int) -> None:
-    """btrfs_write_check(): a write that starts in a block past the one holding EOF first has
+def btrfs_write_check(task: Task, file: File, pos: int) -> None:
+    """btrfs_write_check(): file_remove_privs() (nothing to do in the model), the mtime and
+    ctime update (btrfs sets them itself rather than through file_update_time(); the model
+    emits that update as ``file_update_time``, the event every filesystem's timestamp update
+    is priced as), then a write that starts in a block past the one holding EOF first has
     btrfs_cont_expand() fill the gap with a hole, zeroing the old EOF block's tail
     (btrfs_truncate_block()); i_size itself is left to the write."""
+    inode = file.f_inode
+    file_update_time(task, file)
     start_pos = pos & ~(BTRFS_SECTORSIZE - 1)
     if start_pos > inode.i_size:
         zero_partial_block(inode, inode.i_size, pos)
@@ -183,14 +197,14 @@ def btrfs_buffered_write(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """btrfs_buffered_write() (fs/btrfs/file.c, v6.18), with the ``proposed`` form's late
     fault-in after a pass that copied nothing."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    yield from inode_lock(task, inode)  # btrfs_inode_lock() without BTRFS_ILOCK_SHARED
     ret = generic_write_checks(task, iocb, i)
     if ret <= 0:
-        lock_release(task, inode.i_rwsem)
+        inode_unlock(task, inode)
         return ret
     task.emit((tp.ENTER, task.pid, "btrfs_buffered_write", i.count))
     note_loop_start(task)
-    btrfs_write_check(task, inode, iocb.ki_pos)
+    btrfs_write_check(task, iocb.ki_filp, iocb.ki_pos)
     pos = iocb.ki_pos
     num_written = 0
     copy_first = loop_copies_first(task, "btrfs_buffered_write")
@@ -215,7 +229,7 @@ def btrfs_buffered_write(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
         iocb.ki_pos += num_written
     result = num_written if num_written else ret
     task.emit((tp.EXIT, task.pid, "btrfs_buffered_write", result))
-    lock_release(task, inode.i_rwsem)
+    inode_unlock(task, inode)  # btrfs_inode_unlock()
     return result
 
 

@@ -51,13 +51,20 @@ from writepath.kernel.task import (
     COND_RESCHED,
     Sleeps,
     Task,
-    lock_acquire,
-    lock_release,
     note_loop_start,
     note_no_progress,
     note_progress,
 )
-from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
+from writepath.kernel.vfs import (
+    File,
+    FileSystem,
+    Inode,
+    Kiocb,
+    file_update_time,
+    i_size_write,
+    inode_lock,
+    inode_unlock,
+)
 
 #: fc->max_write and fc->max_pages as libfuse 3 negotiates them (1 MiB in 256 pages).
 FUSE_MAX_WRITE = 1 << 20
@@ -202,13 +209,17 @@ def fuse_perform_write(task: Task, iocb: Kiocb, ii: IovIter) -> Sleeps[int]:
 
 def fuse_cache_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """fuse_cache_write_iter() without writeback_cache: inode lock, generic_write_checks()
-    (for O_APPEND after refreshing i_size, which the model always has), fuse_perform_write()."""
+    (for O_APPEND after refreshing i_size, which the model always has), file_remove_privs()
+    (nothing to do in the model), file_update_time(), fuse_perform_write(). Write-through:
+    the folios are never dirtied, so neither folio_mark_dirty() nor dirty throttling."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    yield from inode_lock(task, inode)
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
-        ret = yield from fuse_perform_write(task, iocb, from_)
-    lock_release(task, inode.i_rwsem)
+        ret = file_update_time(task, iocb.ki_filp)
+        if not ret:
+            ret = yield from fuse_perform_write(task, iocb, from_)
+    inode_unlock(task, inode)
     return ret
 
 

@@ -64,7 +64,7 @@ def simple_write_end(
         folio_mark_uptodate(task, folio)
     if last_pos > inode.i_size:
         i_size_write(task, inode, last_pos)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     folio_unlock(task, folio)
     task.emit((tp.EXIT, task.pid, "simple_write_end", copied))
     return copied

@@ -15,7 +15,7 @@ from writepath.kernel.constants import (
     PAGE_SHIFT,
     PAGE_SIZE,
 )
-from writepath.kernel.filemap import __generic_file_write_iter, generic_write_checks
+from writepath.kernel.filemap import generic_write_checks
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import (
@@ -35,14 +35,18 @@ from writepath.kernel.pagecache import (
     folio_zero_segments,
     offset_in_folio,
 )
-from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
+from writepath.kernel.task import Sleeps, Task
+from writepath.kernel.tracepoints import ENTER, EXIT
 from writepath.kernel.vfs import (
     VM_FAULT_LOCKED,
     VM_FAULT_SIGBUS,
     File,
     FileSystem,
     Kiocb,
+    file_update_time,
     i_size_write,
+    inode_lock,
+    inode_unlock,
 )
 
 
@@ -50,11 +54,16 @@ def shmem_write_begin(
     task: Task, file: File, mapping: AddressSpace, pos: int, len: int
 ) -> Sleeps[tuple[int, Folio | None, object]]:
     """shmem_write_begin(): shmem_get_folio(SGP_WRITE) returns the folio locked; a new one is
-    not uptodate and is not zeroed here (shmem_write_end zeroes what the copy missed)."""
-    task.emit((tp.ENTER, task.pid, "shmem_write_begin", pos))
+    not uptodate and is not zeroed here (shmem_write_end zeroes what the copy missed).
+
+    The kernel's lookup is shmem_get_folio_gfp() (filemap_get_entry(), folio_lock(), or
+    shmem_alloc_and_add_folio() for a hole): the same page-cache lookup, lock and insertion as
+    ``__filemap_get_folio(FGP_WRITEBEGIN)``, which the model shares, so the trace names it so."""
+    emit = task.emit
+    emit((ENTER, task.pid, "shmem_write_begin", pos))
     folio = yield from __filemap_get_folio(task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN)
     assert folio is not None
-    task.emit((tp.EXIT, task.pid, "shmem_write_begin", 0))
+    emit((EXIT, task.pid, "shmem_write_begin", 0))
     return 0, folio, None
 
 
@@ -70,18 +79,20 @@ def shmem_write_end(
 ) -> int:
     """shmem_write_end(): i_size first (pos + copied, even for a zero copy), then zero all of a
     not-uptodate folio that the copy did not fill, and accept ``copied``."""
-    task.emit((tp.ENTER, task.pid, "shmem_write_end", copied))
+    emit = task.emit
+    emit((ENTER, task.pid, "shmem_write_end", copied))
     inode = mapping.host
     if pos + copied > inode.i_size:
         i_size_write(task, inode, pos + copied)
     if not folio.uptodate:
-        if copied < folio_size(folio):
+        size = folio_size(folio)
+        if copied < size:
             start = offset_in_folio(folio, pos)
-            folio_zero_segments(folio, 0, start, start + copied, folio_size(folio))
+            folio_zero_segments(folio, 0, start, start + copied, size)
         folio_mark_uptodate(task, folio)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     folio_unlock(task, folio)
-    task.emit((tp.EXIT, task.pid, "shmem_write_end", copied))
+    emit((EXIT, task.pid, "shmem_write_end", copied))
     return copied
 
 
@@ -93,14 +104,17 @@ def shmem_read_folio(task: Task, folio: Folio) -> int:
 
 
 def shmem_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
-    """shmem_file_write_iter(): inode lock, checks, the generic loop. file_remove_privs(),
-    file_update_time() and the seal checks change nothing the model observes."""
+    """shmem_file_write_iter() (mm/shmem.c, v6.18): inode lock, checks, file_remove_privs(),
+    file_update_time(), generic_perform_write(). file_remove_privs() and the seal checks change
+    nothing the model observes (no setuid bits, no seals)."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    yield from inode_lock(task, inode)
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
-        ret = yield from __generic_file_write_iter(task, iocb, from_)
-    lock_release(task, inode.i_rwsem)
+        ret = file_update_time(task, iocb.ki_filp)
+        if not ret:
+            ret = yield from task.kernel.perform_write(task, iocb, from_)
+    inode_unlock(task, inode)
     return ret
 
 
