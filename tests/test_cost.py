@@ -114,6 +114,10 @@ def test_without_smap_both_designs_pay_nothing_for_windows(profiles, workloads, 
 def test_tally_counts_what_the_events_say() -> None:
     events: list[tp.Event] = [
         (tp.ENTER, 1, "ksys_pwrite64", 8192),
+        (tp.ENTER, 1, "inode_lock", 7),
+        (tp.EXIT, 1, "inode_lock", None),
+        (tp.ENTER, 1, "file_update_time", 7),
+        (tp.EXIT, 1, "file_update_time", 0),
         (tp.ENTER, 1, "generic_perform_write", 8192),
         (tp.ENTER, 1, "fault_in_iov_iter_readable", 8192),
         (tp.ENTER, 1, "fault_in_readable", 8192),
@@ -123,24 +127,39 @@ def test_tally_counts_what_the_events_say() -> None:
         (tp.EXIT, 1, "fault_in_readable", 0),
         (tp.EXIT, 1, "fault_in_iov_iter_readable", 0),
         (tp.ENTER, 1, "shmem_write_begin", 0),
+        (tp.ENTER, 1, "__filemap_get_folio", 0),
         (tp.FOLIO_LOCK, 1, 0, 1),
+        (tp.EXIT, 1, "__filemap_get_folio", 0),
         (tp.EXIT, 1, "shmem_write_begin", 0),
         (tp.STAC, 1, 0x1000 + 100, 4096),
         (tp.PAGE_FAULT, 1, 0x2000, tp.FAULT_REFUSED),
         (tp.CLAC, 1, None, None),
         (tp.COPY, 1, 4096, 1000),
         (tp.ENTER, 1, "shmem_write_end", 1000),
+        (tp.ENTER, 1, "folio_mark_dirty", 0),
+        (tp.EXIT, 1, "folio_mark_dirty", True),
         (tp.FOLIO_UNLOCK, 1, 0, 1),
         (tp.EXIT, 1, "shmem_write_end", 1000),
+        (tp.ENTER, 1, "balance_dirty_pages_ratelimited", 7),
+        (tp.ENTER, 1, "balance_dirty_pages_ratelimited_flags", 0),
+        (tp.EXIT, 1, "balance_dirty_pages_ratelimited_flags", 0),
+        (tp.EXIT, 1, "balance_dirty_pages_ratelimited", None),
         (tp.RETRY, 1, 0, 4096),
+        # A page fault's own page-cache lookup is inside the fault's cost, not a lookup.
+        (tp.ENTER, 1, "__filemap_get_folio", 3),
+        (tp.EXIT, 1, "__filemap_get_folio", None),
+        (tp.ENTER, 1, "inode_unlock", 7),
+        (tp.EXIT, 1, "inode_unlock", None),
     ]
     t = tally(events)
-    assert t.total["syscall"] == 1 and t.total["i_rwsem"] == 1
+    assert t.total["syscall"] == 1 and t.total["i_rwsem"] == 1  # the lock, not the unlock
     assert t.total["uaccess_window"] == 2
     assert t.total["fault_in_touch"] == 3
     assert t.total["fault_zero_page"] == 1 and t.total["fault_refused"] == 1
     assert t.total["copy_byte"] == 1000 and t.total["failed_copy"] == 1
-    assert t.total["dirty_accounting"] == 1 and t.total["retry"] == 1
+    assert t.total["folio_mark_dirty"] == 1 and t.total["retry"] == 1
+    assert t.total["balance_dirty_pages_ratelimited"] == 1  # the _flags call is inside it
+    assert t.total["page_cache_lookup"] == 1 and t.total["file_update_time"] == 1
     assert t.fault_in["uaccess_window"] == 1 and t.fault_in["fault_zero_page"] == 1
     assert t.fault_in["fault_refused"] == 0
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from writepath.cost.price import FAULT_IN, Tally, unit_cost
-from writepath.cost.profile import PREFAULT_COSTS, Profile, Quantity
+from writepath.cost.profile import PREFAULT_COSTS, Profile
 from writepath.cost.workload import Measurement, Workload
 
 DESIGNS = ("v6.13", "v6.14")
@@ -144,11 +144,15 @@ def calibrate(
         s, used, how = scales[name]
         w, w_how = windows[name]
         changes = {
-            "uaccess_window": Quantity(w, "cycles", f"calibrated: {w_how}"),
+            "uaccess_window": replace(
+                p.costs["uaccess_window"], value=w, source=f"calibrated: {w_how}"
+            ),
         }
         for k, q in p.costs.items():
             if k not in PREFAULT_COSTS and s != 1.0:
-                changes[k] = Quantity(q.value * s, q.unit, f"{q.source}; x path scale {s:.3f}")
+                changes[k] = replace(
+                    q, value=q.value * s, source=f"{q.source}; x path scale {s:.3f}"
+                )
         fits[name] = Fit(p.with_costs(changes), s, used, how, w, w_how)
     return fits
 

@@ -7,13 +7,14 @@ shows); ``issue_json`` cuts it to the exact shape issue 9 asks of ``--json``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from writepath.cost.calibrate import DESIGNS, Tallies, all_rows, calibrate, predict, zeroday
 from writepath.cost.price import Tally, tally
-from writepath.cost.profile import Profile
-from writepath.cost.workload import Workload
+from writepath.cost.profile import Profile, load_profiles
+from writepath.cost.workload import Workload, find_workload, load_workloads
 from writepath.run import run_scenario
 
 
@@ -119,3 +120,56 @@ def issue_json(report: Mapping[str, Any]) -> list[dict[str, Any]] | dict[str, An
         if r.get("measured_change_pct") is None:
             r.pop("measured_change_pct", None)
     return rows if report["kind"] == "zeroday" else rows[0]
+
+
+# --- path length (kernel instructions per operation) -------------------------------------------
+
+#: The profile whose instruction counts and v6.13 path lengths are measured (the lab's guest
+#: kernel on this machine); the default of ``predicted_path_length_change``.
+PATH_LENGTH_PROFILE = "amd-epyc-this-machine"
+
+
+@functools.lru_cache(maxsize=16)
+def _path_tallies(workload_name: str, directory: str | None) -> tuple[Workload, Tally, Tally]:
+    workload = find_workload(load_workloads(directory), workload_name)
+    t = workload_tallies([workload])
+    return workload, t[(workload.name, "v6.13")], t[(workload.name, "v6.14")]
+
+
+def predicted_path_length_change(workload: str, profile: str | None = None) -> float:
+    """The cost model's change in kernel instructions per operation (%) from v6.13 to v6.14 for
+    one workload's loop (``pwrite1``, ``write1``, ``writeseek1``, ``fsbuffer-w``), on the
+    workload's own filesystem (tmpfs for will-it-scale, ramfs for fsbuffer-w).
+
+    The numerator is the model's: the events whose counts differ between the designs, each
+    times its ``insns`` per unit from the profile (from the disassembly of the lab's base guest
+    kernel). The denominator is the measured v6.13 path length of that loop on that filesystem
+    (``path_length_WORKLOAD_FS`` in the profile's measurements; the lab's base kernel only). The
+    approximation: instructions are the same x86 code on every profile, so a profile without its
+    own counts or path lengths takes this machine's. Raises ValueError where an event that
+    differs has no instruction count anywhere, or no v6.13 path length is known for the loop.
+    """
+    profiles = load_profiles()
+    own = profiles.get(profile or PATH_LENGTH_PROFILE)
+    if own is None:
+        raise ValueError(f"no profile named {profile!r} (known: {', '.join(profiles)})")
+    measured = profiles[PATH_LENGTH_PROFILE]
+    w, q13, q14 = _path_tallies(workload, None)
+    fs = w.scenario.files[0].fs
+    test = w.name.split(".", 1)[-1]
+    key = f"path_length_{test}_{fs}"
+    base = own.measurements.get(key) or measured.measurements.get(key)
+    if not base:
+        raise ValueError(f"no measured v6.13 path length {key} for workload {w.name}")
+    saved = 0.0
+    for unit in sorted(set(q13.total) | set(q14.total)):
+        diff = q13.total.get(unit, 0.0) - q14.total.get(unit, 0.0)
+        if not diff:
+            continue
+        insns = own.costs[unit].insns
+        if insns is None:
+            insns = measured.costs[unit].insns
+        if insns is None:
+            raise ValueError(f"{unit} differs between the designs but has no insns count")
+        saved += diff * insns
+    return -saved / base[0] * 100
