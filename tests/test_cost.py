@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from writepath.cost import calibrate as cal
-from writepath.cost.cli import add_parsers
 from writepath.cost.price import tally
 from writepath.cost.profile import COST_UNITS, ProfileError, load_profiles, parse_profile
 from writepath.cost.report import issue_json, workload_tallies, zeroday_report
@@ -246,25 +245,9 @@ def test_zeroday_json_has_the_issue_shape(profiles, workloads, tallies) -> None:
 
 
 def _run_cli(argv: list[str]) -> int:
-    import argparse
+    from writepath.cli import main
 
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-def test_bench_json_shape_and_errors(capsys) -> None:
-    assert _run_cli(["bench-cost", "pwrite1", "--profile", "skl-xeon-104t", "--json"]) == 0
-    obj = json.loads(capsys.readouterr().out)
-    assert set(obj) == {"workload", "profile", "designs", "change_pct", "measured_change_pct"}
-    assert obj["measured_change_pct"] == 3.6
-    assert _run_cli(["bench-cost", "write1", "--profile", "no-smap", "--json"]) == 0
-    obj = json.loads(capsys.readouterr().out)
-    assert "measured_change_pct" not in obj
-    assert _run_cli(["bench-cost", "nosuch", "--profile", "no-smap"]) == 2
-    assert _run_cli(["bench-cost", "pwrite1", "--profile", "nosuch"]) == 2
-    assert "Traceback" not in capsys.readouterr().err
+    return main(argv)
 
 
 def test_a_bad_profiles_dir_is_an_error_not_a_traceback(tmp_path: Path, capsys) -> None:

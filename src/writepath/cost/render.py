@@ -22,8 +22,9 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1f}%"
 
 
-def lkp_table(report: Mapping[str, Any]) -> str:
-    """The bench or 0day report as lkp prints a comparison."""
+def lkp_table(report: Mapping[str, Any], design: str | None = None) -> str:
+    """The bench or 0day report as lkp prints a comparison (v6.13 is the base, v6.14 the
+    patched kernel); ``design`` adds a line per row with that design's figures alone."""
     lines = [
         "per thread, in the 0day row's unit (model: clock / cycles per op; ops/s where no row)",
         "",
@@ -47,6 +48,19 @@ def lkp_table(report: Mapping[str, Any]) -> str:
             lines.append(
                 f"{_num(m['base']):>14}  {_pct(m['change_pct']):>8}  {_num(m['patched']):>14}  "
                 f"{'':>9}  0day {m['id']} ({m['patch']}); error {err:+.1f} pp"
+            )
+        strict = r.get("held_out_strict_error_pp")
+        if held is not None and strict is not None:
+            lines.append(
+                f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  held out: {r['held_out_change_pct']:+.1f}%"
+                f" ({held:+.1f} pp) with its own v6.13 rate as the base;"
+                f" {r['held_out_strict_change_pct']:+.1f}% ({strict:+.1f} pp) strictly"
+                " (its rate unused too)"
+            )
+        if design is not None:
+            lines.append(
+                f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  {design}: "
+                f"{d[design]['ops_per_s']:,.0f} ops/s, {d[design]['cycles_per_op']:.0f} cycles/op"
             )
         c = r["calibration"]
         lines.append(

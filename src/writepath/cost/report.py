@@ -11,10 +11,18 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from writepath.cost.calibrate import DESIGNS, Tallies, all_rows, calibrate, predict, zeroday
+from writepath.cost.calibrate import (
+    DESIGNS,
+    Tallies,
+    all_rows,
+    base_cycles,
+    calibrate,
+    predict,
+    zeroday,
+)
 from writepath.cost.price import Tally, tally
 from writepath.cost.profile import Profile, load_profiles
-from writepath.cost.workload import Workload, find_workload, load_workloads
+from writepath.cost.workload import Workload, WorkloadError, find_workload, load_workloads
 from writepath.run import run_scenario
 
 
@@ -24,7 +32,9 @@ def workload_tallies(workloads: Iterable[Workload]) -> dict[tuple[str, str], Tal
         for d in DESIGNS:
             result = run_scenario(w.scenario, d)
             if result.verdict != "ok":
-                raise RuntimeError(f"workload {w.name} did not run to the end under {d}")
+                raise WorkloadError(
+                    w.path, "scenario", f"did not run to the end under {d} ({result.verdict})"
+                )
             out[(w.name, d)] = tally(result.events).scaled(1 / w.ops_per_period)
     return out
 
@@ -71,6 +81,8 @@ def zeroday_report(
         d["measured_change_pct"] = r.row.change_pct
         d["held_out_change_pct"] = r.held_out.change_pct
         d["held_out_error_pp"] = r.held_out_error_pp
+        d["held_out_strict_change_pct"] = r.held_out_strict.change_pct
+        d["held_out_strict_error_pp"] = r.held_out_strict_error_pp
         d["held_out_calibration"] = {
             "path_scale": r.held_out_fit.path_scale,
             "path_scale_how": r.held_out_fit.path_scale_how,
@@ -90,10 +102,12 @@ def bench_report(
 ) -> dict[str, Any]:
     """One workload on one profile, calibrated with every 0day row; the row of this workload
     and profile, if the table has one, is set beside it."""
-    fits = calibrate(profiles, all_rows(workloads), tallies)
+    rows = all_rows(workloads)
+    fits = calibrate(profiles, rows, tallies)
     fit = fits[profile_name]
-    pred = predict(workload, fit.profile, tallies)
     row = next((m for m in workload.measurements if m.profile == profile_name), None)
+    base = None if row is None else base_cycles(profiles[profile_name], row, rows)
+    pred = predict(workload, fit.profile, tallies, base)
     d = _row_dict(workload, profile_name, pred, row, fit)
     d["measured_change_pct"] = None if row is None else row.change_pct
     d["breakdown"] = {

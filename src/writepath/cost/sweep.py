@@ -119,14 +119,16 @@ class SweepResult:
 
 
 def _progress(total: int) -> Callable[[int], None]:
-    """A progress bar on a terminal (rich), nothing otherwise."""
+    """A progress bar on stderr when stderr is a terminal (rich), nothing otherwise: stdout may
+    be carrying the sweep's JSON."""
     if not sys.stderr.isatty():
         return lambda done: None
     try:
+        from rich.console import Console
         from rich.progress import Progress
     except ImportError:  # pragma: no cover - rich is a dependency
         return lambda done: None
-    bar = Progress(transient=True)
+    bar = Progress(console=Console(stderr=True), transient=True)
     task = bar.add_task("sweep", total=total)
     bar.start()
 
