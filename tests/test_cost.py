@@ -289,3 +289,47 @@ def test_sweep_refuses_unknown_states_and_sizes(profiles) -> None:
         run_sweep(profiles["no-smap"], sizes=[0])
     with pytest.raises(ValueError):
         run_sweep(profiles["no-smap"], sizes=[1], states=["swapped-to-mars"])
+
+
+# --- path length for the lab ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("workload", "fs"),
+    [("pwrite1", "tmpfs"), ("write1", "tmpfs"), ("writeseek1", "tmpfs"), ("fsbuffer-w", "ramfs")],
+)
+def test_predicted_path_length_change_is_one_prefault_per_op_over_the_v6_13_path(
+    workload: str, fs: str, profiles
+) -> None:
+    from writepath.cost.report import predicted_path_length_change
+
+    amd = profiles["amd-epyc-this-machine"]
+    # Each loop writes from a resident one-page buffer: v6.13 pays, per operation, one
+    # fault_in_iov_iter_readable call, its one window and one touched page; v6.14 none of them.
+    # (write1 and fsbuffer-w rewind once per period: an lseek costs the same in both designs.)
+    prefault = sum(amd.cost_insns(k) for k in ("fault_in_call", "uaccess_window", "fault_in_touch"))
+    base = amd.measurements[f"path_length_{workload}_{fs}"][0]
+    assert predicted_path_length_change(workload) == pytest.approx(-prefault / base * 100)
+    # Profiles without their own counts or path lengths take this machine's (same x86 code).
+    assert predicted_path_length_change(workload, "gnr-xeon-6972p") == pytest.approx(
+        predicted_path_length_change(workload)
+    )
+
+
+def test_predicted_path_length_change_refuses_unknown_names() -> None:
+    from writepath.cost.report import predicted_path_length_change
+
+    with pytest.raises(ValueError, match="pwrite9"):
+        predicted_path_length_change("pwrite9")
+    with pytest.raises(ValueError):
+        predicted_path_length_change("pwrite1", "no-such-cpu")
+
+
+def test_insns_need_a_source() -> None:
+    doc = _doc("amd-epyc-this-machine.toml")
+    doc["cost"]["retry"]["insns"] = 12
+    with pytest.raises(ProfileError) as e:
+        parse_profile(doc, "p.toml")
+    assert e.value.field == "cost.retry.insns_source"
+    doc["cost"]["retry"]["insns_source"] = "counted by hand"
+    assert parse_profile(doc, "p.toml").costs["retry"].insns == 12

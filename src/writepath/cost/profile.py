@@ -98,6 +98,13 @@ class Profile:
     def cost(self, name: str) -> float:
         return self.costs[name].value
 
+    def cost_insns(self, name: str) -> float:
+        """Instructions one unit of ``name`` retires; ValueError where the profile has none."""
+        insns = self.costs[name].insns
+        if insns is None:
+            raise ValueError(f"{self.name}: {name} has no instruction count (insns)")
+        return insns
+
     def with_costs(self, changes: Mapping[str, Quantity]) -> Profile:
         merged = dict(self.costs)
         merged.update(changes)

@@ -160,15 +160,19 @@ def predicted_path_length_change(workload: str, profile: str | None = None) -> f
     kernel). The denominator is the measured v6.13 path length of that loop on that filesystem
     (``path_length_WORKLOAD_FS`` in the profile's measurements; the lab's base kernel only). The
     approximation: instructions are the same x86 code on every profile, so a profile without its
-    own counts or path lengths takes this machine's. Raises ValueError where an event that
-    differs has no instruction count anywhere, or no v6.13 path length is known for the loop.
+    own counts or path lengths takes this machine's. Raises ValueError for an unknown workload or
+    profile, where an event that differs has no instruction count anywhere, or where no v6.13
+    path length is known for the loop.
     """
     profiles = load_profiles()
     own = profiles.get(profile or PATH_LENGTH_PROFILE)
     if own is None:
         raise ValueError(f"no profile named {profile!r} (known: {', '.join(profiles)})")
     measured = profiles[PATH_LENGTH_PROFILE]
-    w, q13, q14 = _path_tallies(workload, None)
+    try:
+        w, q13, q14 = _path_tallies(workload, None)
+    except KeyError as e:
+        raise ValueError(str(e).strip("'\"")) from None
     fs = w.scenario.files[0].fs
     test = w.name.split(".", 1)[-1]
     key = f"path_length_{test}_{fs}"
