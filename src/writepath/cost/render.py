@@ -63,10 +63,15 @@ def lkp_table(report: Mapping[str, Any], design: str | None = None) -> str:
                 f"{d[design]['ops_per_s']:,.0f} ops/s, {d[design]['cycles_per_op']:.0f} cycles/op"
             )
         c = r["calibration"]
+        c13, c14 = d["v6.13"]["cycles_per_op"], d["v6.14"]["cycles_per_op"]
+        base = "the measured v6.13 rate" if m is not None and m.get("base") else "the model"
+        if m is not None and not m.get("base") and r["measured_change_pct"] is not None:
+            base = "the v6.13 rate of the same workload and profile"
         lines.append(
-            f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  cycles/op {d['v6.13']['cycles_per_op']:.0f}"
-            f" -> {d['v6.14']['cycles_per_op']:.0f}; window {c['uaccess_window_cycles']:.1f}"
-            f" ({c['uaccess_window_how']}); path x{c['path_scale']:.3f} ({c['path_scale_how']})"
+            f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  cycles/op {c13:.0f} -> {c14:.0f} "
+            f"(v6.13 from {base}; the model saves {c13 - c14:.0f}); window "
+            f"{c['uaccess_window_cycles']:.1f} ({c['uaccess_window_how']}); path "
+            f"x{c['path_scale']:.3f} ({c['path_scale_how']})"
         )
         lines.append("")
     return "\n".join(lines)
