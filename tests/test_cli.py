@@ -547,6 +547,12 @@ def test_bench_0day_json_is_one_object_per_row_with_the_held_out_error(
         assert r["change_pct"] > 0
 
 
+def test_bench_0day_json_with_one_design(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_main(["bench", "--0day", "--json", "--design", "v6.13"], capsys)
+    assert rc == 0
+    assert all(set(r["designs"]) == {"v6.13"} for r in json.loads(out))
+
+
 def test_bench_workload_json_and_one_design(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run_main(["bench", "pwrite1", "--profile", "skl-xeon-104t", "--json"], capsys)
     assert rc == 0

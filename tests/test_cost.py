@@ -163,6 +163,32 @@ def test_tally_counts_what_the_events_say() -> None:
     assert t.fault_in["fault_refused"] == 0
 
 
+def test_costs_without_an_event_of_their_own_are_not_derived() -> None:
+    # A write loop whose log has no inode_lock, file_update_time, __filemap_get_folio,
+    # folio_mark_dirty or balance_dirty_pages_ratelimited pays none of them: only write_iter
+    # (the VFS checks) is still derived from the loop's entry.
+    events: list[tp.Event] = [
+        (tp.ENTER, 1, "ksys_write", 10),
+        (tp.ENTER, 1, "generic_perform_write", 10),
+        (tp.ENTER, 1, "simple_write_begin", 0),
+        (tp.EXIT, 1, "simple_write_begin", 0),
+        (tp.ENTER, 1, "simple_write_end", 10),
+        (tp.EXIT, 1, "simple_write_end", 10),
+        (tp.EXIT, 1, "generic_perform_write", 10),
+        (tp.EXIT, 1, "ksys_write", 10),
+    ]
+    t = tally(events).total
+    assert t["write_iter"] == 1 and t["write_begin"] == 1 and t["write_end"] == 1
+    for name in (
+        "i_rwsem",
+        "file_update_time",
+        "page_cache_lookup",
+        "folio_mark_dirty",
+        "balance_dirty_pages_ratelimited",
+    ):
+        assert t[name] == 0, name
+
+
 def test_an_untouched_source_costs_v6_14_a_refused_fault_and_a_retry() -> None:
     q13 = sweep_point(("untouched-anon", 4096, "v6.13"))
     q14 = sweep_point(("untouched-anon", 4096, "v6.14"))

@@ -80,8 +80,9 @@ def bench_main(args: argparse.Namespace) -> int:
         _dump(report, args.save)
     if args.json:
         doc = issue_json(report)
-        if args.design and isinstance(doc, dict):
-            doc["designs"] = {args.design: doc["designs"][args.design]}
+        if args.design:
+            for obj in doc if isinstance(doc, list) else [doc]:
+                obj["designs"] = {args.design: obj["designs"][args.design]}
         _dump(doc, None)
     else:
         print(lkp_table(report, design=args.design))
