@@ -74,7 +74,26 @@ def lkp_table(report: Mapping[str, Any], design: str | None = None) -> str:
             f"x{c['path_scale']:.3f} ({c['path_scale_how']})"
         )
         lines.append("")
+    if report.get("kind") == "zeroday":
+        lines += _error_summary(report["rows"])
     return "\n".join(lines)
+
+
+def _error_summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per 0day row: measured and predicted change, the error in sample, held out
+    (the row's own v6.13 rate as the base) and held out strictly (its rate unused too)."""
+    out = [
+        f"{'0day row':<26} {'measured':>8} {'predicted':>9} {'error':>8} {'held-out':>8} "
+        f"{'strict':>8}"
+    ]
+    for r in rows:
+        out.append(
+            f"{r['measured']['id']:<26} {r['measured_change_pct']:>+7.1f}% "
+            f"{r['change_pct']:>+8.1f}% "
+            f"{r['change_pct'] - r['measured_change_pct']:>+5.1f} pp "
+            f"{r['held_out_error_pp']:>+5.1f} pp {r['held_out_strict_error_pp']:>+5.1f} pp"
+        )
+    return out
 
 
 def profiles_table(profiles: Sequence[Mapping[str, Any]], verbose: bool = False) -> str:
