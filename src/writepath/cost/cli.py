@@ -46,6 +46,16 @@ def _dump(doc: Any, path: str | None) -> None:
         print(text)
 
 
+def _save(doc: Any, path: str) -> bool:
+    """Write the full JSON to ``path``; False (after one line on stderr) where it cannot."""
+    try:
+        _dump(doc, path)
+    except OSError as e:
+        _err(f"cannot write {path}: {e.strerror or e}")
+        return False
+    return True
+
+
 def bench_main(args: argparse.Namespace) -> int:
     """Predicted ops/s per design beside the 0day measurement, lkp style or ``--json``."""
     from writepath.cost.render import lkp_table
@@ -76,8 +86,8 @@ def bench_main(args: argparse.Namespace) -> int:
             report = bench_report(workload, args.profile, profiles, workloads, tallies)
     except (ProfileError, WorkloadError, KeyError) as e:
         return _err(str(e).strip("'\""))
-    if args.save:
-        _dump(report, args.save)
+    if args.save and not _save(report, args.save):
+        return 2
     if args.json:
         doc = issue_json(report)
         if args.design:
@@ -114,8 +124,8 @@ def sweep_main(args: argparse.Namespace) -> int:
         result = run_sweep(profile, **kwargs).to_json()
     except (ProfileError, WorkloadError, ValueError) as e:
         return _err(f"sweep: {e}")
-    if args.save:
-        _dump(result, args.save)
+    if args.save and not _save(result, args.save):
+        return 2
     if args.json:
         _dump(result, None)
     else:
@@ -125,6 +135,8 @@ def sweep_main(args: argparse.Namespace) -> int:
             paths = plot_sweep(result, args.plot)
         except ImportError:
             return _err("sweep: --plot needs matplotlib (pip install 'writepath[plot]')")
+        except OSError as e:
+            return _err(f"sweep: cannot write the plot {args.plot}: {e.strerror or e}")
         print("plots: " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 
