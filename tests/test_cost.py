@@ -220,6 +220,42 @@ def test_calibration_never_reads_a_gain(profiles, workloads, tallies) -> None:
         assert fits[name].window == fits2[name].window
 
 
+def test_predictions_never_read_a_gain(profiles, workloads, tallies) -> None:
+    from dataclasses import replace
+
+    # Every measured gain and patched rate replaced by nonsense: not one prediction moves.
+    doctored = {
+        name: replace(
+            w,
+            measurements=tuple(
+                replace(m, change_pct=m.change_pct - 40, patched=1.0) for m in w.measurements
+            ),
+        )
+        for name, w in workloads.items()
+    }
+    real = cal.zeroday(profiles, workloads, tallies)
+    fake = cal.zeroday(profiles, doctored, tallies)
+    for a, b in zip(real, fake, strict=True):
+        assert a.prediction.change_pct == b.prediction.change_pct
+        assert a.held_out.change_pct == b.held_out.change_pct
+        assert a.held_out_strict.change_pct == b.held_out_strict.change_pct
+        assert b.error_pp == pytest.approx(a.error_pp + 40)
+
+
+def test_a_prediction_from_a_measured_base_keeps_the_models_difference(
+    profiles, workloads, tallies
+) -> None:
+    w = workloads["will-it-scale.pwrite1"]
+    p = profiles["icl-xeon-gold-6346"]
+    model = cal.predict(w, p, tallies)
+    based = cal.predict(w, p, tallies, base_cycles=5000.0)
+    assert based.cycles_per_op["v6.13"] == 5000.0
+    saved = model.cycles_per_op["v6.13"] - model.cycles_per_op["v6.14"]
+    assert saved > 0
+    assert based.cycles_per_op["v6.14"] == pytest.approx(5000.0 - saved)
+    assert based.ops_per_s["v6.13"] == pytest.approx(p.hz / 5000.0)
+
+
 def test_held_out_calibration_never_sees_the_row_it_predicts(
     profiles, workloads, tallies, monkeypatch
 ) -> None:
