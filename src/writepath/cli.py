@@ -660,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="predicted ops/s per design beside 0day's; without WORKLOAD, the model's speed",
         description="With WORKLOAD and --profile, or --0day: the cost model's predicted "
         "operations per second under v6.13 and v6.14 beside the kernel test robot's "
-        "measurement, lkp style (base  %%change  patched). Without either: the model's own "
+        "measurement, lkp style (base  %change  patched). Without either: the model's own "
         "speed on pwrite1 beside this machine's kernel.",
         parents=[common],
         formatter_class=formatter,
