@@ -378,6 +378,20 @@ def test_predicted_path_length_change_is_one_prefault_per_op_over_the_v6_13_path
     )
 
 
+def test_predicted_path_length_change_on_the_other_filesystem_the_lab_runs(profiles) -> None:
+    from writepath.cost.report import predicted_path_length_change
+
+    amd = profiles["amd-epyc-this-machine"]
+    prefault = sum(amd.cost_insns(k) for k in ("fault_in_call", "uaccess_window", "fault_in_touch"))
+    for workload, fs in (("pwrite1", "ramfs"), ("fsbuffer-w", "tmpfs")):
+        base = amd.measurements[f"path_length_{workload}_{fs}"][0]
+        got = predicted_path_length_change(f"{workload}.{fs}")
+        assert got == pytest.approx(-prefault / base * 100)
+    assert predicted_path_length_change("pwrite1.tmpfs") == predicted_path_length_change("pwrite1")
+    with pytest.raises(ValueError, match="path_length_pwrite1_ext4"):
+        predicted_path_length_change("pwrite1.ext4")  # the lab measured no ext4 path
+
+
 def test_predicted_path_length_change_refuses_unknown_names() -> None:
     from writepath.cost.report import predicted_path_length_change
 

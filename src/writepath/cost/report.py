@@ -7,6 +7,7 @@ shows); ``issue_json`` cuts it to the exact shape issue 9 asks of ``--json``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,6 +25,7 @@ from writepath.cost.price import Tally, tally
 from writepath.cost.profile import Profile, load_profiles
 from writepath.cost.workload import Workload, WorkloadError, find_workload, load_workloads
 from writepath.run import run_scenario
+from writepath.scenario import FILESYSTEMS
 
 
 def workload_tallies(workloads: Iterable[Workload]) -> dict[tuple[str, str], Tally]:
@@ -144,16 +146,30 @@ PATH_LENGTH_PROFILE = "amd-epyc-this-machine"
 
 
 @functools.lru_cache(maxsize=16)
-def _path_tallies(workload_name: str, directory: str | None) -> tuple[Workload, Tally, Tally]:
+def _path_tallies(
+    workload_name: str, fs: str | None, directory: str | None
+) -> tuple[Workload, Tally, Tally]:
     workload = find_workload(load_workloads(directory), workload_name)
+    if fs is not None and fs != workload.scenario.files[0].fs:
+        # The same loop with its target file on another filesystem (the lab runs both).
+        files = (dataclasses.replace(workload.scenario.files[0], fs=fs),)
+        scenario = dataclasses.replace(workload.scenario, files=files + workload.scenario.files[1:])
+        workload = dataclasses.replace(workload, scenario=scenario)
     t = workload_tallies([workload])
     return workload, t[(workload.name, "v6.13")], t[(workload.name, "v6.14")]
+
+
+def _split_fs(name: str) -> tuple[str, str | None]:
+    """``pwrite1.ramfs`` -> (``pwrite1``, ``ramfs``); a name without a filesystem is kept."""
+    head, _, tail = name.rpartition(".")
+    return (head, tail) if head and tail in FILESYSTEMS else (name, None)
 
 
 def predicted_path_length_change(workload: str, profile: str | None = None) -> float:
     """The cost model's change in kernel instructions per operation (%) from v6.13 to v6.14 for
     one workload's loop (``pwrite1``, ``write1``, ``writeseek1``, ``fsbuffer-w``), on the
-    workload's own filesystem (tmpfs for will-it-scale, ramfs for fsbuffer-w).
+    workload's own filesystem (tmpfs for will-it-scale, ramfs for fsbuffer-w), or on the one a
+    ``.FS`` suffix names, as the lab's rows do (``pwrite1.ramfs``).
 
     The numerator is the model's: the events whose counts differ between the designs, each
     times its ``insns`` per unit from the profile (from the disassembly of the lab's base guest
@@ -170,7 +186,8 @@ def predicted_path_length_change(workload: str, profile: str | None = None) -> f
         raise ValueError(f"no profile named {profile!r} (known: {', '.join(profiles)})")
     measured = profiles[PATH_LENGTH_PROFILE]
     try:
-        w, q13, q14 = _path_tallies(workload, None)
+        name, fs_asked = _split_fs(workload)
+        w, q13, q14 = _path_tallies(name, fs_asked, None)
     except KeyError as e:
         raise ValueError(str(e).strip("'\"")) from None
     fs = w.scenario.files[0].fs
