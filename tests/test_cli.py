@@ -172,6 +172,21 @@ USAGE_ERRORS = [
     (["diff", SELF, "--timeout", "-5"], "--timeout"),
     (["bench", "--seconds", "0"], "--seconds"),
     (["bench", "--seconds", "-2"], "--seconds"),
+    (["bench", "--samples", "0"], "--samples"),
+    (["bench", "pwrite1", "--profile", "nosuch"], "no profile 'nosuch'"),
+    (["bench", "nosuch", "--profile", "no-smap"], "no workload 'nosuch'"),
+    (["bench", "pwrite1", "--profile", "no-smap", "--design", "v6.18"], "v6.13 and v6.14"),
+    (["bench", "pwrite1"], "--profile"),
+    (["bench", "--profile", "no-smap"], "WORKLOAD"),
+    (["bench", "--0day", "pwrite1"], "--0day takes no WORKLOAD"),
+    (["sweep", "--sizes", "0"], "outside"),
+    (["sweep", "--sizes", "lots"], "lots"),
+    (["sweep", "--states", "on-mars"], "on-mars"),
+    (["sweep", "--profile", "nosuch"], "no profile"),
+    (["sweep", "--workers", "0"], "--workers"),
+    (["sweep", "--sizes", "1", "--states", "resident", "--save", "/nonexistent/x.json"], "cannot"),
+    (["bench", "--0day", "--workloads-dir", "/nonexistent"], "no workload files"),
+    (["profiles", "--profiles-dir", "/nonexistent"], "no profile files"),
     (["run", SELF, "--max-memory", "0"], "--max-memory"),
     (["run", SELF, "--max-memory", "lots"], "--max-memory"),
     (["diff", SELF, "--fs", "zfs"], "tmpfs, ramfs, ext4, xfs"),
@@ -507,3 +522,125 @@ def test_a_table_too_wide_to_fold_is_plain_text(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "# t"
     assert lines[2].split() == [LONG_NAME, "4096", "(2w)", "EFAULT", "(1w)", "LIVELOCK", "(2w)"]
+
+
+# -- the cost model's commands (issue 9) --------------------------------------------------------
+
+ISSUE_ROW_KEYS = {"workload", "profile", "designs", "change_pct", "measured_change_pct"}
+
+
+def test_bench_0day_json_is_one_object_per_row_with_the_held_out_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = run_main(["bench", "--0day", "--json"], capsys)
+    assert rc == 0, err
+    rows = json.loads(out)
+    # facts.md section 2 has five rows; each names the 0day measurement it stands beside.
+    assert len(rows) == 5
+    assert sorted(r["measured_change_pct"] for r in rows) == [3.6, 3.6, 4.6, 5.1, 8.8]
+    for r in rows:
+        assert set(r) == ISSUE_ROW_KEYS | {"held_out_error_pp"}
+        assert set(r["designs"]) == {"v6.13", "v6.14"}
+        for d in r["designs"].values():
+            assert set(d) == {"ops_per_s", "cycles_per_op"}
+            assert d["ops_per_s"] > 0 and d["cycles_per_op"] > 0
+        # The change is the ratio of the two rates, and the prefault removed makes v6.14 faster.
+        v13, v14 = r["designs"]["v6.13"]["ops_per_s"], r["designs"]["v6.14"]["ops_per_s"]
+        assert r["change_pct"] == pytest.approx((v14 / v13 - 1) * 100)
+        assert r["change_pct"] > 0
+
+
+def test_bench_0day_json_with_one_design(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_main(["bench", "--0day", "--json", "--design", "v6.13"], capsys)
+    assert rc == 0
+    assert all(set(r["designs"]) == {"v6.13"} for r in json.loads(out))
+
+
+def test_bench_workload_json_and_one_design(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_main(["bench", "pwrite1", "--profile", "skl-xeon-104t", "--json"], capsys)
+    assert rc == 0
+    obj = json.loads(out)
+    assert set(obj) == ISSUE_ROW_KEYS
+    assert obj["workload"] == "will-it-scale.pwrite1" and obj["measured_change_pct"] == 3.6
+    rc, out, _ = run_main(
+        ["bench", "write1", "--profile", "no-smap", "--design", "v6.14", "--json"], capsys
+    )
+    assert rc == 0
+    obj = json.loads(out)
+    assert "measured_change_pct" not in obj  # the 0day table has no write1 row
+    assert set(obj["designs"]) == {"v6.14"}
+
+
+def test_bench_workload_text_is_an_lkp_comparison(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_main(["bench", "writeseek1", "--profile", "icl-xeon-gold-6346"], capsys)
+    assert rc == 0
+    assert "%change" in out and "0day writeseek1-icl-mainline" in out
+    assert re.search(r"1208417\s+\+3\.6%\s+1252295", out)  # the measured row, lkp style
+
+
+def test_bench_without_a_workload_is_the_speed_bench(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import writepath.bench as bench
+
+    calls: list[tuple[int, float, str]] = []
+    doc = {
+        "model_calls_per_s": 100.0,
+        "kernel_calls_per_s": 400.0,
+        "ratio": 4.0,
+        "samples": 3,
+        "design": "v6.14",
+        "kernel_method": "c",
+        "spread": 0.1,
+        "checked_calls": 300,
+    }
+
+    def fake_report(samples: int = 5, seconds: float = 0.5, design: str = "v6.18") -> dict:
+        calls.append((samples, seconds, design))
+        return doc
+
+    monkeypatch.setattr(bench, "speed_report", fake_report, raising=False)
+    monkeypatch.setattr(bench, "render_speed", lambda d: f"ratio {d['ratio']}", raising=False)
+    argv = ["bench", "--json", "--samples", "3", "--seconds", "0.1", "--design", "v6.14"]
+    rc, out, _ = run_main(argv, capsys)
+    assert rc == 0
+    assert json.loads(out) == {k: doc[k] for k in cli.SPEED_JSON_KEYS}
+    assert calls == [(3, 0.1, "v6.14")]
+    rc, out, _ = run_main(["bench"], capsys)
+    assert rc == 0 and out.strip() == "ratio 4.0"
+    assert calls[-1] == (5, 0.5, cli.DEFAULT_DESIGN)
+
+
+def test_sweep_plot_writes_png_and_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    out_png = tmp_path / "sweep.png"
+    argv = ["sweep", "--sizes", "1,4096", "--states", "resident,untouched-anon"]
+    rc, out, err = run_main([*argv, "--plot", str(out_png), "--workers", "2"], capsys)
+    assert rc == 0, err
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "sweep.svg").read_bytes()[:1000]
+    assert "source: untouched-anon" in out and "v6.13 cheaper at: 1..4096" in out
+    rc, out, _ = run_main([*argv, "--json"], capsys)
+    doc = json.loads(out)
+    assert doc["crossover"]["resident"]["sizes_v6.13_wins"] == []
+    assert set(doc["points"]) == {
+        f"{st}/{s}/{d}"
+        for st in ("resident", "untouched-anon")
+        for s in (1, 4096)
+        for d in ("v6.13", "v6.14")
+    }
+
+
+def test_profiles_lists_every_profile_with_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_main(["profiles", "--json"], capsys)
+    assert rc == 0
+    names = {p["name"] for p in json.loads(out)}
+    assert {"amd-epyc-this-machine", "icl-xeon-gold-6346", "gnr-xeon-6972p"} <= names
+    assert {"skl-xeon-104t", "no-smap"} <= names
+    rc, out, _ = run_main(["profiles"], capsys)
+    assert rc == 0 and "microbench getppid" in out
+
+
+def test_bench_cost_is_gone(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run_main(["bench-cost", "--0day"], capsys)
+    assert rc == 2 and "invalid choice" in err

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from writepath.cost import calibrate as cal
-from writepath.cost.cli import add_parsers
 from writepath.cost.price import tally
 from writepath.cost.profile import COST_UNITS, ProfileError, load_profiles, parse_profile
 from writepath.cost.report import issue_json, workload_tallies, zeroday_report
@@ -114,6 +113,10 @@ def test_without_smap_both_designs_pay_nothing_for_windows(profiles, workloads, 
 def test_tally_counts_what_the_events_say() -> None:
     events: list[tp.Event] = [
         (tp.ENTER, 1, "ksys_pwrite64", 8192),
+        (tp.ENTER, 1, "inode_lock", 7),
+        (tp.EXIT, 1, "inode_lock", None),
+        (tp.ENTER, 1, "file_update_time", 7),
+        (tp.EXIT, 1, "file_update_time", 0),
         (tp.ENTER, 1, "generic_perform_write", 8192),
         (tp.ENTER, 1, "fault_in_iov_iter_readable", 8192),
         (tp.ENTER, 1, "fault_in_readable", 8192),
@@ -123,26 +126,67 @@ def test_tally_counts_what_the_events_say() -> None:
         (tp.EXIT, 1, "fault_in_readable", 0),
         (tp.EXIT, 1, "fault_in_iov_iter_readable", 0),
         (tp.ENTER, 1, "shmem_write_begin", 0),
+        (tp.ENTER, 1, "__filemap_get_folio", 0),
         (tp.FOLIO_LOCK, 1, 0, 1),
+        (tp.EXIT, 1, "__filemap_get_folio", 0),
         (tp.EXIT, 1, "shmem_write_begin", 0),
         (tp.STAC, 1, 0x1000 + 100, 4096),
         (tp.PAGE_FAULT, 1, 0x2000, tp.FAULT_REFUSED),
         (tp.CLAC, 1, None, None),
         (tp.COPY, 1, 4096, 1000),
         (tp.ENTER, 1, "shmem_write_end", 1000),
+        (tp.ENTER, 1, "folio_mark_dirty", 0),
+        (tp.EXIT, 1, "folio_mark_dirty", True),
         (tp.FOLIO_UNLOCK, 1, 0, 1),
         (tp.EXIT, 1, "shmem_write_end", 1000),
+        (tp.ENTER, 1, "balance_dirty_pages_ratelimited", 7),
+        (tp.ENTER, 1, "balance_dirty_pages_ratelimited_flags", 0),
+        (tp.EXIT, 1, "balance_dirty_pages_ratelimited_flags", 0),
+        (tp.EXIT, 1, "balance_dirty_pages_ratelimited", None),
         (tp.RETRY, 1, 0, 4096),
+        # A page fault's own page-cache lookup is inside the fault's cost, not a lookup.
+        (tp.ENTER, 1, "__filemap_get_folio", 3),
+        (tp.EXIT, 1, "__filemap_get_folio", None),
+        (tp.ENTER, 1, "inode_unlock", 7),
+        (tp.EXIT, 1, "inode_unlock", None),
     ]
     t = tally(events)
-    assert t.total["syscall"] == 1 and t.total["i_rwsem"] == 1
+    assert t.total["syscall"] == 1 and t.total["i_rwsem"] == 1  # the lock, not the unlock
     assert t.total["uaccess_window"] == 2
     assert t.total["fault_in_touch"] == 3
     assert t.total["fault_zero_page"] == 1 and t.total["fault_refused"] == 1
     assert t.total["copy_byte"] == 1000 and t.total["failed_copy"] == 1
-    assert t.total["dirty_accounting"] == 1 and t.total["retry"] == 1
+    assert t.total["folio_mark_dirty"] == 1 and t.total["retry"] == 1
+    assert t.total["balance_dirty_pages_ratelimited"] == 1  # the _flags call is inside it
+    assert t.total["page_cache_lookup"] == 1 and t.total["file_update_time"] == 1
     assert t.fault_in["uaccess_window"] == 1 and t.fault_in["fault_zero_page"] == 1
     assert t.fault_in["fault_refused"] == 0
+
+
+def test_costs_without_an_event_of_their_own_are_not_derived() -> None:
+    # A write loop whose log has no inode_lock, file_update_time, __filemap_get_folio,
+    # folio_mark_dirty or balance_dirty_pages_ratelimited pays none of them: only write_iter
+    # (the VFS checks) is still derived from the loop's entry.
+    events: list[tp.Event] = [
+        (tp.ENTER, 1, "ksys_write", 10),
+        (tp.ENTER, 1, "generic_perform_write", 10),
+        (tp.ENTER, 1, "simple_write_begin", 0),
+        (tp.EXIT, 1, "simple_write_begin", 0),
+        (tp.ENTER, 1, "simple_write_end", 10),
+        (tp.EXIT, 1, "simple_write_end", 10),
+        (tp.EXIT, 1, "generic_perform_write", 10),
+        (tp.EXIT, 1, "ksys_write", 10),
+    ]
+    t = tally(events).total
+    assert t["write_iter"] == 1 and t["write_begin"] == 1 and t["write_end"] == 1
+    for name in (
+        "i_rwsem",
+        "file_update_time",
+        "page_cache_lookup",
+        "folio_mark_dirty",
+        "balance_dirty_pages_ratelimited",
+    ):
+        assert t[name] == 0, name
 
 
 def test_an_untouched_source_costs_v6_14_a_refused_fault_and_a_retry() -> None:
@@ -174,6 +218,42 @@ def test_calibration_never_reads_a_gain(profiles, workloads, tallies) -> None:
     for name in profiles:
         assert fits[name].path_scale == fits2[name].path_scale
         assert fits[name].window == fits2[name].window
+
+
+def test_predictions_never_read_a_gain(profiles, workloads, tallies) -> None:
+    from dataclasses import replace
+
+    # Every measured gain and patched rate replaced by nonsense: not one prediction moves.
+    doctored = {
+        name: replace(
+            w,
+            measurements=tuple(
+                replace(m, change_pct=m.change_pct - 40, patched=1.0) for m in w.measurements
+            ),
+        )
+        for name, w in workloads.items()
+    }
+    real = cal.zeroday(profiles, workloads, tallies)
+    fake = cal.zeroday(profiles, doctored, tallies)
+    for a, b in zip(real, fake, strict=True):
+        assert a.prediction.change_pct == b.prediction.change_pct
+        assert a.held_out.change_pct == b.held_out.change_pct
+        assert a.held_out_strict.change_pct == b.held_out_strict.change_pct
+        assert b.error_pp == pytest.approx(a.error_pp + 40)
+
+
+def test_a_prediction_from_a_measured_base_keeps_the_models_difference(
+    profiles, workloads, tallies
+) -> None:
+    w = workloads["will-it-scale.pwrite1"]
+    p = profiles["icl-xeon-gold-6346"]
+    model = cal.predict(w, p, tallies)
+    based = cal.predict(w, p, tallies, base_cycles=5000.0)
+    assert based.cycles_per_op["v6.13"] == 5000.0
+    saved = model.cycles_per_op["v6.13"] - model.cycles_per_op["v6.14"]
+    assert saved > 0
+    assert based.cycles_per_op["v6.14"] == pytest.approx(5000.0 - saved)
+    assert based.ops_per_s["v6.13"] == pytest.approx(p.hz / 5000.0)
 
 
 def test_held_out_calibration_never_sees_the_row_it_predicts(
@@ -227,25 +307,9 @@ def test_zeroday_json_has_the_issue_shape(profiles, workloads, tallies) -> None:
 
 
 def _run_cli(argv: list[str]) -> int:
-    import argparse
+    from writepath.cli import main
 
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-def test_bench_json_shape_and_errors(capsys) -> None:
-    assert _run_cli(["bench-cost", "pwrite1", "--profile", "skl-xeon-104t", "--json"]) == 0
-    obj = json.loads(capsys.readouterr().out)
-    assert set(obj) == {"workload", "profile", "designs", "change_pct", "measured_change_pct"}
-    assert obj["measured_change_pct"] == 3.6
-    assert _run_cli(["bench-cost", "write1", "--profile", "no-smap", "--json"]) == 0
-    obj = json.loads(capsys.readouterr().out)
-    assert "measured_change_pct" not in obj
-    assert _run_cli(["bench-cost", "nosuch", "--profile", "no-smap"]) == 2
-    assert _run_cli(["bench-cost", "pwrite1", "--profile", "nosuch"]) == 2
-    assert "Traceback" not in capsys.readouterr().err
+    return main(argv)
 
 
 def test_a_bad_profiles_dir_is_an_error_not_a_traceback(tmp_path: Path, capsys) -> None:
@@ -287,3 +351,61 @@ def test_sweep_refuses_unknown_states_and_sizes(profiles) -> None:
         run_sweep(profiles["no-smap"], sizes=[0])
     with pytest.raises(ValueError):
         run_sweep(profiles["no-smap"], sizes=[1], states=["swapped-to-mars"])
+
+
+# --- path length for the lab ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("workload", "fs"),
+    [("pwrite1", "tmpfs"), ("write1", "tmpfs"), ("writeseek1", "tmpfs"), ("fsbuffer-w", "ramfs")],
+)
+def test_predicted_path_length_change_is_one_prefault_per_op_over_the_v6_13_path(
+    workload: str, fs: str, profiles
+) -> None:
+    from writepath.cost.report import predicted_path_length_change
+
+    amd = profiles["amd-epyc-this-machine"]
+    # Each loop writes from a resident one-page buffer: v6.13 pays, per operation, one
+    # fault_in_iov_iter_readable call, its one window and one touched page; v6.14 none of them.
+    # (write1 and fsbuffer-w rewind once per period: an lseek costs the same in both designs.)
+    prefault = sum(amd.cost_insns(k) for k in ("fault_in_call", "uaccess_window", "fault_in_touch"))
+    base = amd.measurements[f"path_length_{workload}_{fs}"][0]
+    assert predicted_path_length_change(workload) == pytest.approx(-prefault / base * 100)
+    # Profiles without their own counts or path lengths take this machine's (same x86 code).
+    assert predicted_path_length_change(workload, "gnr-xeon-6972p") == pytest.approx(
+        predicted_path_length_change(workload)
+    )
+
+
+def test_predicted_path_length_change_on_the_other_filesystem_the_lab_runs(profiles) -> None:
+    from writepath.cost.report import predicted_path_length_change
+
+    amd = profiles["amd-epyc-this-machine"]
+    prefault = sum(amd.cost_insns(k) for k in ("fault_in_call", "uaccess_window", "fault_in_touch"))
+    for workload, fs in (("pwrite1", "ramfs"), ("fsbuffer-w", "tmpfs")):
+        base = amd.measurements[f"path_length_{workload}_{fs}"][0]
+        got = predicted_path_length_change(f"{workload}.{fs}")
+        assert got == pytest.approx(-prefault / base * 100)
+    assert predicted_path_length_change("pwrite1.tmpfs") == predicted_path_length_change("pwrite1")
+    with pytest.raises(ValueError, match="path_length_pwrite1_ext4"):
+        predicted_path_length_change("pwrite1.ext4")  # the lab measured no ext4 path
+
+
+def test_predicted_path_length_change_refuses_unknown_names() -> None:
+    from writepath.cost.report import predicted_path_length_change
+
+    with pytest.raises(ValueError, match="pwrite9"):
+        predicted_path_length_change("pwrite9")
+    with pytest.raises(ValueError):
+        predicted_path_length_change("pwrite1", "no-such-cpu")
+
+
+def test_insns_need_a_source() -> None:
+    doc = _doc("amd-epyc-this-machine.toml")
+    doc["cost"]["retry"]["insns"] = 12
+    with pytest.raises(ProfileError) as e:
+        parse_profile(doc, "p.toml")
+    assert e.value.field == "cost.retry.insns_source"
+    doc["cost"]["retry"]["insns_source"] = "counted by hand"
+    assert parse_profile(doc, "p.toml").costs["retry"].insns == 12

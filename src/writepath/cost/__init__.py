@@ -8,6 +8,8 @@ Modules by role: ``profile`` and ``workload`` read the data; ``price`` turns an 
 quantities per cost category and prices them; ``calibrate`` fits a profile to the kernel test
 robot's v6.13 measurements (never to a gain) and predicts each row, also with that row held out;
 ``sweep`` runs the write-size x source-state x design grid; ``render`` draws tables and plots
-from the saved JSON only; ``microbench`` times this machine's real kernel; ``cli`` is the command
-line the lead wires in.
+from the saved JSON only; ``microbench`` times this machine's real kernel; ``cli`` holds the
+entry points of ``writepath bench WORKLOAD``/``--0day``, ``writepath sweep`` and ``writepath
+profiles``. ``report.predicted_path_length_change`` gives the lab the model's change in kernel
+instructions per operation.
 """

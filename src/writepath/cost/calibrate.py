@@ -12,18 +12,30 @@ from measurements of v6.13 only, never from a measured gain:
    / v6.13 rate) over the profile's rows. A profile without a v6.13 rate takes the geometric
    mean scale of the other profiles of its vendor, else 1.
 
-The measured change and the patched rate are never read here. ``held_out`` repeats the whole
-calibration without one row (its rate and its shares) and predicts that row.
+A prediction of a 0day row starts from that row's measured v6.13 cycles per operation (clock /
+v6.13 rate; a row that gives no rate takes the v6.13 rate of another row of the same workload
+on the same profile) and takes away the model's difference between the designs under the
+calibrated profile: v6.14 = v6.13 measured - (model v6.13 - model v6.14). The rate is a v6.13
+measurement, an input of the prediction like the clock; the model supplies only the change.
+Where no v6.13 rate exists, both designs are the model's own cycles.
+
+The measured change and the patched rate are never read here. ``zeroday`` predicts every row
+three ways: in sample (every row's v6.13 data in the calibration); held out (the calibration
+repeated without the row, its rate and its shares: its window and its profile's path scale come
+from the other rows; its own v6.13 rate stays the base of its prediction); and held out
+strictly (as held out, and the base is the model's v6.13 cycles too, so nothing measured on the
+row enters: for a profile with one row, its cycles per operation are then a transfer from the
+other CPUs, which the strict error measures).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from writepath.cost.price import FAULT_IN, Tally, unit_cost
-from writepath.cost.profile import PREFAULT_COSTS, Profile, Quantity
+from writepath.cost.profile import PREFAULT_COSTS, Profile
 from writepath.cost.workload import Measurement, Workload
 
 DESIGNS = ("v6.13", "v6.14")
@@ -144,11 +156,15 @@ def calibrate(
         s, used, how = scales[name]
         w, w_how = windows[name]
         changes = {
-            "uaccess_window": Quantity(w, "cycles", f"calibrated: {w_how}"),
+            "uaccess_window": replace(
+                p.costs["uaccess_window"], value=w, source=f"calibrated: {w_how}"
+            ),
         }
         for k, q in p.costs.items():
             if k not in PREFAULT_COSTS and s != 1.0:
-                changes[k] = Quantity(q.value * s, q.unit, f"{q.source}; x path scale {s:.3f}")
+                changes[k] = replace(
+                    q, value=q.value * s, source=f"{q.source}; x path scale {s:.3f}"
+                )
         fits[name] = Fit(p.with_costs(changes), s, used, how, w, w_how)
     return fits
 
@@ -166,12 +182,19 @@ class Prediction:
         return (self.ops_per_s["v6.14"] / self.ops_per_s["v6.13"] - 1) * 100
 
 
-def predict(workload: Workload, profile: Profile, tallies: Tallies) -> Prediction:
-    """Cycles and operations per second per design under an already calibrated profile."""
+def predict(
+    workload: Workload, profile: Profile, tallies: Tallies, base_cycles: float | None = None
+) -> Prediction:
+    """Cycles and operations per second per design under an already calibrated profile; with
+    ``base_cycles`` (a measured v6.13 cycles per operation) the model gives only the difference
+    between the designs."""
     cyc = {}
     for d in DESIGNS:
         q = tallies[(workload.name, d)].total
         cyc[d] = sum(n * unit_cost(profile, k) for k, n in q.items() if n)
+    if base_cycles is not None:
+        saved = cyc["v6.13"] - cyc["v6.14"]
+        cyc = {"v6.13": base_cycles, "v6.14": base_cycles - saved}
     ops = {d: profile.hz / c if c > 0 else math.inf for d, c in cyc.items()}
     return Prediction(workload.name, profile.name, cyc, ops)
 
@@ -185,6 +208,7 @@ class RowResult:
     held_out: Prediction
     fit: Fit
     held_out_fit: Fit
+    held_out_strict: Prediction
 
     @property
     def error_pp(self) -> float:
@@ -194,9 +218,24 @@ class RowResult:
     def held_out_error_pp(self) -> float:
         return self.held_out.change_pct - self.row.change_pct
 
+    @property
+    def held_out_strict_error_pp(self) -> float:
+        return self.held_out_strict.change_pct - self.row.change_pct
+
 
 def all_rows(workloads: Mapping[str, Workload]) -> list[Measurement]:
     return [m for w in workloads.values() for m in w.measurements]
+
+
+def base_cycles(profile: Profile, row: Measurement, rows: Sequence[Measurement]) -> float | None:
+    """The measured v6.13 cycles per operation a prediction of ``row`` starts from: its own,
+    else that of another row of the same workload on the same profile, else None."""
+    for r in (row, *rows):
+        if r.workload == row.workload and r.profile == row.profile:
+            c = measured_cycles_per_op(profile, r)
+            if c is not None:
+                return c
+    return None
 
 
 def zeroday(
@@ -211,13 +250,15 @@ def zeroday(
             raise KeyError(f"row {row.id}: no profile named {row.profile!r}")
         held = calibrate(profiles, [r for r in rows if r.id != row.id], tallies)
         w = workloads[row.workload]
+        base = base_cycles(profiles[row.profile], row, rows)
         out.append(
             RowResult(
                 row,
-                predict(w, fits[row.profile].profile, tallies),
-                predict(w, held[row.profile].profile, tallies),
+                predict(w, fits[row.profile].profile, tallies, base),
+                predict(w, held[row.profile].profile, tallies, base),
                 fits[row.profile],
                 held[row.profile],
+                predict(w, held[row.profile].profile, tallies),
             )
         )
     return out

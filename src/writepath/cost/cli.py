@@ -1,10 +1,10 @@
-"""Command-line entry points of the cost model, for the lead to wire into ``writepath``.
+"""Command-line entry points of the cost model, wired into ``writepath`` by ``writepath.cli``.
 
-``add_parsers(subparsers)`` registers ``bench-cost``, ``sweep`` and ``profiles``, each with its
-``main(args) -> int`` as ``func`` (0 ok, 2 usage or data error: a message, never a traceback).
-Intended wiring: ``writepath bench WORKLOAD --profile P [--design D] [--json]`` and
-``writepath bench --0day [--json]`` → ``bench_main``; ``writepath sweep ... --plot out.png`` →
-``sweep_main``; ``writepath profiles`` → ``profiles_main``.
+``add_bench_arguments(parser)`` adds the cost options of ``writepath bench`` (``WORKLOAD
+--profile P [--design D]``, ``--0day``), whose ``bench_main(args)`` the main command line calls
+when a workload or ``--0day`` is given (without either, ``writepath bench`` is the model's own
+speed bench). ``add_parsers(subparsers)`` registers ``sweep`` and ``profiles``. Every entry
+returns 0 or 2 (usage or data error: one line on stderr, never a traceback).
 """
 
 from __future__ import annotations
@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from writepath.cost.profile import ProfileError
 from writepath.cost.workload import WorkloadError
+
+#: The designs the cost model prices (the seed's before and after).
+COST_DESIGNS = ("v6.13", "v6.14")
 
 #: This machine's profile: the sweep's default.
 DEFAULT_PROFILE = "amd-epyc-this-machine"
@@ -42,12 +46,26 @@ def _dump(doc: Any, path: str | None) -> None:
         print(text)
 
 
+def _save(doc: Any, path: str) -> bool:
+    """Write the full JSON to ``path``; False (after one line on stderr) where it cannot."""
+    try:
+        _dump(doc, path)
+    except OSError as e:
+        _err(f"cannot write {path}: {e.strerror or e}")
+        return False
+    return True
+
+
 def bench_main(args: argparse.Namespace) -> int:
     """Predicted ops/s per design beside the 0day measurement, lkp style or ``--json``."""
     from writepath.cost.render import lkp_table
     from writepath.cost.report import bench_report, issue_json, workload_tallies, zeroday_report
     from writepath.cost.workload import find_workload
 
+    if args.design is not None and args.design not in COST_DESIGNS:
+        return _err(
+            f"bench: the cost model prices {' and '.join(COST_DESIGNS)}, not {args.design!r}"
+        )
     try:
         profiles, workloads = _load(args)
         if args.zeroday:
@@ -68,17 +86,16 @@ def bench_main(args: argparse.Namespace) -> int:
             report = bench_report(workload, args.profile, profiles, workloads, tallies)
     except (ProfileError, WorkloadError, KeyError) as e:
         return _err(str(e).strip("'\""))
-    if args.save:
-        _dump(report, args.save)
+    if args.save and not _save(report, args.save):
+        return 2
     if args.json:
         doc = issue_json(report)
-        if args.design and isinstance(doc, dict):
-            if args.design not in doc["designs"]:
-                return _err(f"bench: design {args.design!r} is not v6.13 or v6.14")
-            doc["designs"] = {args.design: doc["designs"][args.design]}
+        if args.design:
+            for obj in doc if isinstance(doc, list) else [doc]:
+                obj["designs"] = {args.design: obj["designs"][args.design]}
         _dump(doc, None)
     else:
-        print(lkp_table(report))
+        print(lkp_table(report, design=args.design))
     return 0
 
 
@@ -107,8 +124,8 @@ def sweep_main(args: argparse.Namespace) -> int:
         result = run_sweep(profile, **kwargs).to_json()
     except (ProfileError, WorkloadError, ValueError) as e:
         return _err(f"sweep: {e}")
-    if args.save:
-        _dump(result, args.save)
+    if args.save and not _save(result, args.save):
+        return 2
     if args.json:
         _dump(result, None)
     else:
@@ -118,6 +135,8 @@ def sweep_main(args: argparse.Namespace) -> int:
             paths = plot_sweep(result, args.plot)
         except ImportError:
             return _err("sweep: --plot needs matplotlib (pip install 'writepath[plot]')")
+        except OSError as e:
+            return _err(f"sweep: cannot write the plot {args.plot}: {e.strerror or e}")
         print("plots: " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 
@@ -139,56 +158,67 @@ def profiles_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(text: str) -> int:
+    """A number of worker processes, 1 to 64 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be 1 to 64, not {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profiles-dir", default=None, help="folder of profile TOML files")
     p.add_argument("--workloads-dir", default=None, help="folder of workload TOML files")
 
 
-def add_parsers(subparsers: Any) -> None:
-    """Register the cost commands on an ``argparse`` subparsers object."""
-    b = subparsers.add_parser("bench-cost", help="predicted ops/s per design beside 0day's")
-    b.add_argument("workload", nargs="?", help="e.g. pwrite1 or will-it-scale.pwrite1")
+def add_bench_arguments(b: argparse.ArgumentParser) -> None:
+    """The cost options of ``writepath bench`` (``--json`` and ``--design`` are the caller's:
+    the speed bench shares them)."""
+    b.add_argument(
+        "workload", nargs="?", metavar="WORKLOAD", help="e.g. pwrite1 or will-it-scale.pwrite1"
+    )
     b.add_argument("--profile", help="CPU profile name (writepath profiles)")
-    b.add_argument("--design", choices=("v6.13", "v6.14"), help="only this design in --json")
     b.add_argument(
         "--0day",
         dest="zeroday",
         action="store_true",
         help="every row of the 0day table, with the held-out error",
     )
-    b.add_argument("--json", action="store_true", help="machine-readable output")
     b.add_argument("--save", help="write the full report JSON here")
     _common(b)
-    b.set_defaults(func=bench_main)
 
-    s = subparsers.add_parser("sweep", help="write size x source state x design")
+
+def add_parsers(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Register ``sweep`` and ``profiles`` on an ``argparse`` subparsers object."""
+    s = subparsers.add_parser(
+        "sweep",
+        help="write size x source state x design: cost per call, crossover, plots",
+        parents=list(parents),
+        epilog="exit codes: 0 done, 2 usage or invalid profile/size/state, 4 internal error",
+    )
     s.add_argument("--profile", default=DEFAULT_PROFILE)
     s.add_argument(
         "--calibrated", action="store_true", help="use the profile as calibrated to the 0day table"
     )
     s.add_argument("--sizes", help="comma-separated sizes (default 1..1048576, powers of 2)")
     s.add_argument("--states", help="comma-separated source states (default: all)")
-    s.add_argument("--workers", type=int, default=1, help="worker processes")
+    s.add_argument("--workers", type=_workers, default=1, help="worker processes (default 1)")
     s.add_argument("--plot", help="write PLOT.png and PLOT.svg")
     s.add_argument("--json", action="store_true")
     s.add_argument("--save", help="write the sweep JSON here")
     _common(s)
     s.set_defaults(func=sweep_main)
 
-    p = subparsers.add_parser("profiles", help="CPU cost profiles and their sources")
+    p = subparsers.add_parser(
+        "profiles",
+        help="CPU cost profiles and the source of every number",
+        parents=list(parents),
+        epilog="exit codes: 0 done, 2 an invalid profile file, 4 internal error",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="also inherited costs")
     _common(p)
     p.set_defaults(func=profiles_main)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone runner (``python -m writepath.cost.cli``) until the lead wires it in."""
-    parser = argparse.ArgumentParser(prog="writepath-cost")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,22 +2,30 @@
 
 ``tally`` reads the log once (``writepath.kernel.tracepoints``) and counts, per cost category of
 ``profile.COST_UNITS``, how many times the run paid it (bytes for ``copy_byte``, pages for
-``fault_in_touch``). Where the model emits no event of its own for a cost, the count is derived
-from the events it does emit; each derivation is an assumption, listed here:
+``fault_in_touch``). Most categories are the model's own events, named as in the kernel:
 
-- ``i_rwsem``, ``file_update_time``, ``write_iter``: once per entry into the write loop
-  (``generic_perform_write``, or ``iomap_write_iter`` for iomap): the lock pair, the timestamp
-  update and the VFS checks come once per call that reaches the loop. A call refused before the
-  loop (EBADF, EINVAL, access_ok) pays none of them; a zero-length write pays none (it takes the
-  lock in the kernel: a few cycles missed).
-- ``page_cache_lookup``: once per ``*_write_begin`` (its ``__filemap_get_folio``). Lookups made
-  by page faults are inside the fault's own cost.
-- ``dirty_accounting``: once per ``*_write_end`` that accepted bytes (``folio_mark_dirty`` and
-  the loop's ``balance_dirty_pages_ratelimited``).
+- ``i_rwsem``: one per ``inode_lock`` (the down_write/up_write pair; ``inode_unlock`` closes it
+  and is not counted again).
+- ``file_update_time``: one per ``file_update_time`` (also what ``file_modified`` emits).
+- ``folio_mark_dirty``: one per ``folio_mark_dirty``; ``balance_dirty_pages_ratelimited``: one
+  per ``balance_dirty_pages_ratelimited`` or ``balance_dirty_pages_ratelimited_flags``, the
+  outermost only (the first calls the second in the kernel).
+- ``page_cache_lookup``: one per outermost ``__filemap_get_folio`` inside a ``*_write_begin``.
+  Lookups made by a page fault (``filemap_fault``) belong to the fault's own cost.
+- ``write_begin``, ``write_end``, ``fault_in_call``: their functions' ENTER; ``syscall`` the
+  ENTER of a write or lseek system call; ``copy_call``/``copy_byte``/``failed_copy`` the copy
+  event; faults by outcome; ``folio_lock``/``folio_unlock``; ``retry``; ``uaccess_window`` every
+  STAC (priced only where the profile has SMAP).
+
+Where the model emits no event of its own, the count is derived, and each derivation is an
+assumption:
+
+- ``write_iter``: once per entry into the write loop (``generic_perform_write``, or
+  ``iomap_write_iter``): the VFS checks (fdget, rw_verify_area, generic_write_checks, fsnotify)
+  come once per call that reaches the loop; a call refused before it pays none.
+- ``llseek``: the body of ``ksys_lseek`` beyond the syscall entry/exit.
 - ``fault_in_touch``: the pages ``fault_in_readable`` touched, from its window's address and
   size and the bytes it reports not faulted in (one more page when it stopped at a failure).
-- ``llseek``: the body of ``ksys_lseek`` beyond the syscall entry/exit.
-- ``uaccess_window``: every STAC; priced only where the profile has SMAP.
 
 ``within`` keeps a second tally of the events between ENTER and EXIT of
 ``fault_in_iov_iter_readable``, to compare with a measured cycle share of that function.
@@ -36,6 +44,9 @@ from writepath.kernel.tracepoints import Event
 SYSCALLS = frozenset({"ksys_write", "ksys_pwrite64", "do_writev", "do_pwritev", "ksys_lseek"})
 WRITE_LOOPS = frozenset({"generic_perform_write", "iomap_write_iter"})
 FAULT_IN = "fault_in_iov_iter_readable"
+BALANCE_DIRTY = frozenset(
+    {"balance_dirty_pages_ratelimited", "balance_dirty_pages_ratelimited_flags"}
+)
 
 _FAULT_COST = {
     tp.FAULT_MINOR: "fault_minor",
@@ -81,6 +92,9 @@ def tally(events: Iterable[Event]) -> Tally:
     depth = 0  # nesting of fault_in_iov_iter_readable
     window: tuple[int, int] | None = None  # the open fault_in_readable window
     in_fault_in_readable = False
+    write_begin_depth = 0  # inside a *_write_begin: its __filemap_get_folio is the lookup
+    lookup_depth = 0  # nesting of __filemap_get_folio (it retries itself on -EEXIST)
+    balance_depth = 0  # balance_dirty_pages_ratelimited calls the _flags variant
 
     def add(key: str, n: float = 1.0) -> None:
         total[key] += n
@@ -95,8 +109,20 @@ def tally(events: Iterable[Event]) -> Tally:
                     add("llseek")
             elif a in WRITE_LOOPS:
                 add("write_iter")
+            elif a == "inode_lock":
                 add("i_rwsem")
+            elif a == "file_update_time":
                 add("file_update_time")
+            elif a == "folio_mark_dirty":
+                add("folio_mark_dirty")
+            elif a in BALANCE_DIRTY:
+                if not balance_depth:
+                    add("balance_dirty_pages_ratelimited")
+                balance_depth += 1
+            elif a == "__filemap_get_folio":
+                if write_begin_depth and not lookup_depth:
+                    add("page_cache_lookup")
+                lookup_depth += 1
             elif a == FAULT_IN:
                 depth += 1
                 add("fault_in_call")
@@ -104,13 +130,17 @@ def tally(events: Iterable[Event]) -> Tally:
                 in_fault_in_readable = True
                 window = None
             elif isinstance(a, str) and a.endswith("write_begin"):
+                write_begin_depth += 1
                 add("write_begin")
-                add("page_cache_lookup")
             elif isinstance(a, str) and a.endswith("write_end"):
                 add("write_end")
         elif kind == tp.EXIT:
             if a == FAULT_IN:
                 depth -= 1
+            elif a in BALANCE_DIRTY:
+                balance_depth = max(0, balance_depth - 1)
+            elif a == "__filemap_get_folio":
+                lookup_depth = max(0, lookup_depth - 1)
             elif a == "fault_in_readable":
                 in_fault_in_readable = False
                 if window is not None and isinstance(b, int):
@@ -118,8 +148,8 @@ def tally(events: Iterable[Event]) -> Tally:
                     done = size - b
                     add("fault_in_touch", _pages(addr, done) + (1 if b else 0))
                 window = None
-            elif isinstance(a, str) and a.endswith("write_end") and isinstance(b, int) and b > 0:
-                add("dirty_accounting")
+            elif isinstance(a, str) and a.endswith("write_begin"):
+                write_begin_depth = max(0, write_begin_depth - 1)
         elif kind == tp.STAC:
             add("uaccess_window")
             if in_fault_in_readable and isinstance(a, int) and isinstance(b, int):

@@ -27,7 +27,8 @@ COST_UNITS: dict[str, str] = {
     "folio_unlock": "cycles",
     "write_begin": "cycles",
     "write_end": "cycles",
-    "dirty_accounting": "cycles",
+    "folio_mark_dirty": "cycles",
+    "balance_dirty_pages_ratelimited": "cycles",
     "copy_call": "cycles",
     "copy_byte": "cycles/byte",
     "uaccess_window": "cycles",
@@ -64,9 +65,17 @@ class Quantity:
     value: float
     unit: str
     source: str
+    #: Kernel instructions one unit retires (a rep-prefixed instruction counted once, as the
+    #: hardware retires it), where measured; None where not. Path length is priced with these.
+    insns: float | None = None
+    insns_source: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "unit": self.unit, "source": self.source}
+        doc: dict[str, Any] = {"value": self.value, "unit": self.unit, "source": self.source}
+        if self.insns is not None:
+            doc["insns"] = self.insns
+            doc["insns_source"] = self.insns_source
+        return doc
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,13 @@ class Profile:
     def cost(self, name: str) -> float:
         return self.costs[name].value
 
+    def cost_insns(self, name: str) -> float:
+        """Instructions one unit of ``name`` retires; ValueError where the profile has none."""
+        insns = self.costs[name].insns
+        if insns is None:
+            raise ValueError(f"{self.name}: {name} has no instruction count (insns)")
+        return insns
+
     def with_costs(self, changes: Mapping[str, Quantity]) -> Profile:
         merged = dict(self.costs)
         merged.update(changes)
@@ -105,10 +121,29 @@ class Profile:
         }
 
 
-def _quantity(path: str, where: str, table: Any, unit: str, *, number: bool = True) -> Quantity:
+def _insns(path: str, where: str, table: dict[str, Any]) -> tuple[float | None, str]:
+    if "insns" not in table:
+        if "insns_source" in table:
+            raise ProfileError(path, f"{where}.insns", "insns_source without insns")
+        return None, ""
+    value = table["insns"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProfileError(path, f"{where}.insns", f"must be a number, not {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ProfileError(path, f"{where}.insns", f"must be finite and >= 0, not {value}")
+    source = table.get("insns_source")
+    if not isinstance(source, str) or not source.strip():
+        raise ProfileError(path, f"{where}.insns_source", "every number must cite its source")
+    return float(value), source
+
+
+def _quantity(
+    path: str, where: str, table: Any, unit: str, *, number: bool = True, insns: bool = False
+) -> Quantity:
     if not isinstance(table, dict):
         raise ProfileError(path, where, "must be a table with value, unit and source")
-    extra = set(table) - {"value", "unit", "source"}
+    allowed = {"value", "unit", "source"} | ({"insns", "insns_source"} if insns else set())
+    extra = set(table) - allowed
     if extra:
         raise ProfileError(path, f"{where}.{sorted(extra)[0]}", "unknown field")
     source = table.get("source")
@@ -122,7 +157,8 @@ def _quantity(path: str, where: str, table: Any, unit: str, *, number: bool = Tr
             raise ProfileError(path, f"{where}.value", f"must be a number, not {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ProfileError(path, f"{where}.value", f"must be finite and >= 0, not {value}")
-        return Quantity(float(value), unit, source)
+        n_insns, insns_source = _insns(path, where, table) if insns else (None, "")
+        return Quantity(float(value), unit, source, n_insns, insns_source)
     if not isinstance(value, bool):
         raise ProfileError(path, f"{where}.value", f"must be true or false, not {value!r}")
     return Quantity(float(value), unit, source)
@@ -168,7 +204,11 @@ def parse_profile(
         if not isinstance(base_name, str) or bases is None or base_name not in bases:
             raise ProfileError(path, "based_on", f"no profile named {base_name!r} to build on")
         for k, q in bases[base_name].costs.items():
-            costs[k] = Quantity(q.value, q.unit, f"prior from {base_name}: {q.source}")
+            costs[k] = replace(
+                q,
+                source=f"prior from {base_name}: {q.source}",
+                insns_source=q.insns_source and f"prior from {base_name}: {q.insns_source}",
+            )
     raw_costs = doc.get("cost", {})
     if not isinstance(raw_costs, dict):
         raise ProfileError(path, "cost", "must be a table of cost tables")
@@ -177,7 +217,7 @@ def parse_profile(
             raise ProfileError(
                 path, f"cost.{key}", f"unknown cost (known: {', '.join(COST_UNITS)})"
             )
-        costs[key] = _quantity(path, f"cost.{key}", table, COST_UNITS[key])
+        costs[key] = _quantity(path, f"cost.{key}", table, COST_UNITS[key], insns=True)
     missing = [k for k in COST_UNITS if k not in costs]
     if missing:
         raise ProfileError(path, f"cost.{missing[0]}", "is required (or name a based_on profile)")

@@ -22,8 +22,9 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1f}%"
 
 
-def lkp_table(report: Mapping[str, Any]) -> str:
-    """The bench or 0day report as lkp prints a comparison."""
+def lkp_table(report: Mapping[str, Any], design: str | None = None) -> str:
+    """The bench or 0day report as lkp prints a comparison (v6.13 is the base, v6.14 the
+    patched kernel); ``design`` adds a line per row with that design's figures alone."""
     lines = [
         "per thread, in the 0day row's unit (model: clock / cycles per op; ops/s where no row)",
         "",
@@ -48,14 +49,51 @@ def lkp_table(report: Mapping[str, Any]) -> str:
                 f"{_num(m['base']):>14}  {_pct(m['change_pct']):>8}  {_num(m['patched']):>14}  "
                 f"{'':>9}  0day {m['id']} ({m['patch']}); error {err:+.1f} pp"
             )
+        strict = r.get("held_out_strict_error_pp")
+        if held is not None and strict is not None:
+            lines.append(
+                f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  held out: {r['held_out_change_pct']:+.1f}%"
+                f" ({held:+.1f} pp) with its own v6.13 rate as the base;"
+                f" {r['held_out_strict_change_pct']:+.1f}% ({strict:+.1f} pp) strictly"
+                " (its rate unused too)"
+            )
+        if design is not None:
+            lines.append(
+                f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  {design}: "
+                f"{d[design]['ops_per_s']:,.0f} ops/s, {d[design]['cycles_per_op']:.0f} cycles/op"
+            )
         c = r["calibration"]
+        c13, c14 = d["v6.13"]["cycles_per_op"], d["v6.14"]["cycles_per_op"]
+        base = "the measured v6.13 rate" if m is not None and m.get("base") else "the model"
+        if m is not None and not m.get("base") and r["measured_change_pct"] is not None:
+            base = "the v6.13 rate of the same workload and profile"
         lines.append(
-            f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  cycles/op {d['v6.13']['cycles_per_op']:.0f}"
-            f" -> {d['v6.14']['cycles_per_op']:.0f}; window {c['uaccess_window_cycles']:.1f}"
-            f" ({c['uaccess_window_how']}); path x{c['path_scale']:.3f} ({c['path_scale_how']})"
+            f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  cycles/op {c13:.0f} -> {c14:.0f} "
+            f"(v6.13 from {base}; the model saves {c13 - c14:.0f}); window "
+            f"{c['uaccess_window_cycles']:.1f} ({c['uaccess_window_how']}); path "
+            f"x{c['path_scale']:.3f} ({c['path_scale_how']})"
         )
         lines.append("")
+    if report.get("kind") == "zeroday":
+        lines += _error_summary(report["rows"])
     return "\n".join(lines)
+
+
+def _error_summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per 0day row: measured and predicted change, the error in sample, held out
+    (the row's own v6.13 rate as the base) and held out strictly (its rate unused too)."""
+    out = [
+        f"{'0day row':<26} {'measured':>8} {'predicted':>9} {'error':>8} {'held-out':>8} "
+        f"{'strict':>8}"
+    ]
+    for r in rows:
+        out.append(
+            f"{r['measured']['id']:<26} {r['measured_change_pct']:>+7.1f}% "
+            f"{r['change_pct']:>+8.1f}% "
+            f"{r['change_pct'] - r['measured_change_pct']:>+5.1f} pp "
+            f"{r['held_out_error_pp']:>+5.1f} pp {r['held_out_strict_error_pp']:>+5.1f} pp"
+        )
+    return out
 
 
 def profiles_table(profiles: Sequence[Mapping[str, Any]], verbose: bool = False) -> str:
@@ -96,16 +134,21 @@ def sweep_table(result: Mapping[str, Any]) -> str:
         cross = result["crossover"][state]
         lines.append(f"  v6.13 cheaper at: {cross['v6.13_wins_at'] or 'no size'}")
         lines.append("")
-    lines.append(
-        f"break-even: v6.14 is cheaper on average while fewer than "
-        f"{result['break_even']['fraction'] * 100:.2f}% of {result['break_even']['size']}-byte "
-        f"calls find their source untouched ({result['break_even']['state']})"
-    )
+    be = result["break_even"]
+    for state, figures in be.get("by_state", {}).items():
+        lines.append(
+            f"break-even ({state}): v6.14 is cheaper on average while fewer than "
+            f"{figures['fraction'] * 100:.2f}% of {be['size']}-byte calls find their source "
+            f"{state} (gain {figures['gain_cycles']:.0f} cycles on a resident source, "
+            f"loss {figures['loss_cycles']:.0f} on this one)"
+        )
     return "\n".join(lines)
 
 
 def plot_sweep(result: Mapping[str, Any], out: str | Path) -> list[Path]:
-    """PNG and SVG: per source state, cycles per call against write size, designs side by side."""
+    """PNG and SVG: one column per source state; on top, cycles per call against write size
+    with the designs side by side, below, v6.14's change in cycles over v6.13 (above zero:
+    v6.13 is cheaper, the crossover region shaded)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,19 +156,40 @@ def plot_sweep(result: Mapping[str, Any], out: str | Path) -> list[Path]:
 
     states = result["states"]
     sizes = result["sizes"]
-    fig, axes = plt.subplots(1, len(states), figsize=(4 * len(states), 4), sharey=True)
-    axes = list(axes) if len(states) > 1 else [axes]
-    for ax, state in zip(axes, states, strict=True):
-        for design, style in zip(result["designs"], ("o-", "s--"), strict=False):
-            ys = [result["points"][f"{state}/{s}/{design}"]["cycles"] for s in sizes]
-            ax.plot(sizes, ys, style, label=design, markersize=3)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(state)
-        ax.set_xlabel("write size (bytes)")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(f"cycles per call ({result['profile']})")
-    axes[0].legend()
+    designs = result["designs"]
+    fig, grid = plt.subplots(
+        2,
+        len(states),
+        figsize=(3.6 * len(states), 6),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 2]},
+    )
+    for col, state in enumerate(states):
+        top, bottom = grid[0][col], grid[1][col]
+        cycles = {
+            d: [result["points"][f"{state}/{s}/{d}"]["cycles"] for s in sizes] for d in designs
+        }
+        for design, style in zip(designs, ("o-", "s--"), strict=False):
+            top.plot(sizes, cycles[design], style, label=design, markersize=3)
+        top.set_xscale("log", base=2)
+        top.set_yscale("log")
+        top.set_title(state)
+        top.grid(True, which="both", alpha=0.3)
+        if "v6.13" in cycles and "v6.14" in cycles:
+            change = [
+                (b / a - 1) * 100 for a, b in zip(cycles["v6.13"], cycles["v6.14"], strict=True)
+            ]
+            bottom.plot(sizes, change, "d-", color="tab:red", markersize=3)
+            bottom.axhline(0, color="black", linewidth=0.8)
+            bottom.fill_between(
+                sizes, 0, change, where=[c > 0 for c in change], color="tab:red", alpha=0.15
+            )
+        bottom.set_xlabel("write size (bytes)")
+        bottom.grid(True, which="both", alpha=0.3)
+    grid[0][0].set_ylabel(f"cycles per call ({result['profile']})")
+    grid[1][0].set_ylabel("v6.14 vs v6.13 cycles (%)\n> 0: v6.13 wins")
+    grid[0][0].legend()
     fig.tight_layout()
     base = Path(out)
     paths = [base.with_suffix(".png"), base.with_suffix(".svg")]

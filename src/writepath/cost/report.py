@@ -7,14 +7,25 @@ shows); ``issue_json`` cuts it to the exact shape issue 9 asks of ``--json``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from writepath.cost.calibrate import DESIGNS, Tallies, all_rows, calibrate, predict, zeroday
+from writepath.cost.calibrate import (
+    DESIGNS,
+    Tallies,
+    all_rows,
+    base_cycles,
+    calibrate,
+    predict,
+    zeroday,
+)
 from writepath.cost.price import Tally, tally
-from writepath.cost.profile import Profile
-from writepath.cost.workload import Workload
+from writepath.cost.profile import Profile, load_profiles
+from writepath.cost.workload import Workload, WorkloadError, find_workload, load_workloads
 from writepath.run import run_scenario
+from writepath.scenario import FILESYSTEMS
 
 
 def workload_tallies(workloads: Iterable[Workload]) -> dict[tuple[str, str], Tally]:
@@ -23,7 +34,9 @@ def workload_tallies(workloads: Iterable[Workload]) -> dict[tuple[str, str], Tal
         for d in DESIGNS:
             result = run_scenario(w.scenario, d)
             if result.verdict != "ok":
-                raise RuntimeError(f"workload {w.name} did not run to the end under {d}")
+                raise WorkloadError(
+                    w.path, "scenario", f"did not run to the end under {d} ({result.verdict})"
+                )
             out[(w.name, d)] = tally(result.events).scaled(1 / w.ops_per_period)
     return out
 
@@ -70,6 +83,8 @@ def zeroday_report(
         d["measured_change_pct"] = r.row.change_pct
         d["held_out_change_pct"] = r.held_out.change_pct
         d["held_out_error_pp"] = r.held_out_error_pp
+        d["held_out_strict_change_pct"] = r.held_out_strict.change_pct
+        d["held_out_strict_error_pp"] = r.held_out_strict_error_pp
         d["held_out_calibration"] = {
             "path_scale": r.held_out_fit.path_scale,
             "path_scale_how": r.held_out_fit.path_scale_how,
@@ -89,10 +104,12 @@ def bench_report(
 ) -> dict[str, Any]:
     """One workload on one profile, calibrated with every 0day row; the row of this workload
     and profile, if the table has one, is set beside it."""
-    fits = calibrate(profiles, all_rows(workloads), tallies)
+    rows = all_rows(workloads)
+    fits = calibrate(profiles, rows, tallies)
     fit = fits[profile_name]
-    pred = predict(workload, fit.profile, tallies)
     row = next((m for m in workload.measurements if m.profile == profile_name), None)
+    base = None if row is None else base_cycles(profiles[profile_name], row, rows)
+    pred = predict(workload, fit.profile, tallies, base)
     d = _row_dict(workload, profile_name, pred, row, fit)
     d["measured_change_pct"] = None if row is None else row.change_pct
     d["breakdown"] = {
@@ -119,3 +136,75 @@ def issue_json(report: Mapping[str, Any]) -> list[dict[str, Any]] | dict[str, An
         if r.get("measured_change_pct") is None:
             r.pop("measured_change_pct", None)
     return rows if report["kind"] == "zeroday" else rows[0]
+
+
+# --- path length (kernel instructions per operation) -------------------------------------------
+
+#: The profile whose instruction counts and v6.13 path lengths are measured (the lab's guest
+#: kernel on this machine); the default of ``predicted_path_length_change``.
+PATH_LENGTH_PROFILE = "amd-epyc-this-machine"
+
+
+@functools.lru_cache(maxsize=16)
+def _path_tallies(
+    workload_name: str, fs: str | None, directory: str | None
+) -> tuple[Workload, Tally, Tally]:
+    workload = find_workload(load_workloads(directory), workload_name)
+    if fs is not None and fs != workload.scenario.files[0].fs:
+        # The same loop with its target file on another filesystem (the lab runs both).
+        files = (dataclasses.replace(workload.scenario.files[0], fs=fs),)
+        scenario = dataclasses.replace(workload.scenario, files=files + workload.scenario.files[1:])
+        workload = dataclasses.replace(workload, scenario=scenario)
+    t = workload_tallies([workload])
+    return workload, t[(workload.name, "v6.13")], t[(workload.name, "v6.14")]
+
+
+def _split_fs(name: str) -> tuple[str, str | None]:
+    """``pwrite1.ramfs`` -> (``pwrite1``, ``ramfs``); a name without a filesystem is kept."""
+    head, _, tail = name.rpartition(".")
+    return (head, tail) if head and tail in FILESYSTEMS else (name, None)
+
+
+def predicted_path_length_change(workload: str, profile: str | None = None) -> float:
+    """The cost model's change in kernel instructions per operation (%) from v6.13 to v6.14 for
+    one workload's loop (``pwrite1``, ``write1``, ``writeseek1``, ``fsbuffer-w``), on the
+    workload's own filesystem (tmpfs for will-it-scale, ramfs for fsbuffer-w), or on the one a
+    ``.FS`` suffix names, as the lab's rows do (``pwrite1.ramfs``).
+
+    The numerator is the model's: the events whose counts differ between the designs, each
+    times its ``insns`` per unit from the profile (from the disassembly of the lab's base guest
+    kernel). The denominator is the measured v6.13 path length of that loop on that filesystem
+    (``path_length_WORKLOAD_FS`` in the profile's measurements; the lab's base kernel only). The
+    approximation: instructions are the same x86 code on every profile, so a profile without its
+    own counts or path lengths takes this machine's. Raises ValueError for an unknown workload or
+    profile, where an event that differs has no instruction count anywhere, or where no v6.13
+    path length is known for the loop.
+    """
+    profiles = load_profiles()
+    own = profiles.get(profile or PATH_LENGTH_PROFILE)
+    if own is None:
+        raise ValueError(f"no profile named {profile!r} (known: {', '.join(profiles)})")
+    measured = profiles[PATH_LENGTH_PROFILE]
+    try:
+        name, fs_asked = _split_fs(workload)
+        w, q13, q14 = _path_tallies(name, fs_asked, None)
+    except KeyError as e:
+        raise ValueError(str(e).strip("'\"")) from None
+    fs = w.scenario.files[0].fs
+    test = w.name.split(".", 1)[-1]
+    key = f"path_length_{test}_{fs}"
+    base = own.measurements.get(key) or measured.measurements.get(key)
+    if not base:
+        raise ValueError(f"no measured v6.13 path length {key} for workload {w.name}")
+    saved = 0.0
+    for unit in sorted(set(q13.total) | set(q14.total)):
+        diff = q13.total.get(unit, 0.0) - q14.total.get(unit, 0.0)
+        if not diff:
+            continue
+        insns = own.costs[unit].insns
+        if insns is None:
+            insns = measured.costs[unit].insns
+        if insns is None:
+            raise ValueError(f"{unit} differs between the designs but has no insns count")
+        saved += diff * insns
+    return -saved / base[0] * 100

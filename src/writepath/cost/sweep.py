@@ -119,14 +119,16 @@ class SweepResult:
 
 
 def _progress(total: int) -> Callable[[int], None]:
-    """A progress bar on a terminal (rich), nothing otherwise."""
+    """A progress bar on stderr when stderr is a terminal (rich), nothing otherwise: stdout may
+    be carrying the sweep's JSON."""
     if not sys.stderr.isatty():
         return lambda done: None
     try:
+        from rich.console import Console
         from rich.progress import Progress
     except ImportError:  # pragma: no cover - rich is a dependency
         return lambda done: None
-    bar = Progress(transient=True)
+    bar = Progress(console=Console(stderr=True), transient=True)
     task = bar.add_task("sweep", total=total)
     bar.start()
 
@@ -202,20 +204,21 @@ def _ranges(wins: list[int], sizes: list[int]) -> str:
 
 
 def _break_even(result: SweepResult, states: Sequence[str], sizes: Sequence[int]) -> dict[str, Any]:
-    """The share of calls with an untouched source below which v6.14 wins on average, at 4 KiB
-    (or the nearest size swept): gain on resident / (gain on resident + loss on untouched)."""
-    state = "untouched-anon" if "untouched-anon" in states else states[-1]
+    """Per source state other than resident, at 4 KiB (or the nearest size swept): the share of
+    calls finding their source in that state below which v6.14 still wins on average, gain on
+    resident / (gain on resident + loss in that state). The top level keeps untouched-anon's
+    (or the last state's) figure; ``by_state`` has every state's."""
     size = min(sizes, key=lambda s: abs(s - PAGE_SIZE))
-    if "resident" not in states:
-        return {"state": state, "size": size, "fraction": float("nan")}
     p = result.points
-    gain = p[f"resident/{size}/v6.13"]["cycles"] - p[f"resident/{size}/v6.14"]["cycles"]
-    loss = p[f"{state}/{size}/v6.14"]["cycles"] - p[f"{state}/{size}/v6.13"]["cycles"]
-    fraction = gain / (gain + loss) if gain + loss > 0 else float("nan")
-    return {
-        "state": state,
-        "size": size,
-        "fraction": fraction,
-        "gain_cycles": gain,
-        "loss_cycles": loss,
-    }
+    by_state: dict[str, dict[str, float]] = {}
+    if "resident" in states:
+        gain = p[f"resident/{size}/v6.13"]["cycles"] - p[f"resident/{size}/v6.14"]["cycles"]
+        for state in states:
+            if state == "resident":
+                continue
+            loss = p[f"{state}/{size}/v6.14"]["cycles"] - p[f"{state}/{size}/v6.13"]["cycles"]
+            fraction = gain / (gain + loss) if gain + loss > 0 and loss > 0 else float("nan")
+            by_state[state] = {"fraction": fraction, "gain_cycles": gain, "loss_cycles": loss}
+    state = "untouched-anon" if "untouched-anon" in states else states[-1]
+    top = by_state.get(state, {"fraction": float("nan")})
+    return {"state": state, "size": size, **top, "by_state": by_state}
