@@ -122,14 +122,15 @@ def _priced(doc: dict[str, object], design: str = "v6.18") -> list[str]:
 @pytest.mark.parametrize("fs", ["tmpfs", "ramfs"])
 def test_priced_events_of_a_write_in_kernel_order(fs: str) -> None:
     """shmem_file_write_iter() and generic_file_write_iter(): i_rwsem around the write, the
-    timestamp update before the loop, per page one lookup, one dirtying in write_end and one
-    balance_dirty_pages_ratelimited() at the end of the pass."""
+    timestamp update before the loop, per page one balance_dirty_pages_ratelimited() at the top
+    of the pass (after the retry label, kernel-code.md §1), one lookup and one dirtying in
+    write_end."""
     doc = {
         "file": [{"name": "target", "fs": fs, "size": 0, "data": "zero"}],
         "region": [{"name": "buf", "kind": "anon", "pages": 3, "touched": True, "data": "pattern"}],
         "call": [{"op": "pwrite", "iov": [["buf", 0, 3 * P]], "pos": 0}],
     }
-    per_page = ["__filemap_get_folio", "folio_mark_dirty", "balance_dirty_pages_ratelimited"]
+    per_page = ["balance_dirty_pages_ratelimited", "__filemap_get_folio", "folio_mark_dirty"]
     expected = ["inode_lock", "file_update_time", *per_page * 3, "inode_unlock"]
     assert _priced(doc) == expected
     r = run(doc, "v6.18")
@@ -147,8 +148,8 @@ def test_priced_events_no_write_no_loop() -> None:
 
 
 def test_retry_pass_balances_dirty_pages_too() -> None:
-    """v6.14: a pass whose copy made no progress (source not resident) faults the source in and
-    then reaches balance_dirty_pages_ratelimited(), as the C loop's "continue" does; the folio
+    """v6.14: a pass whose copy made no progress (source not resident) faults the source in; each
+    pass begins with balance_dirty_pages_ratelimited(), as the C loop does after its label; the folio
     is dirtied only by the pass that copies."""
     doc = {
         "region": [{"name": "buf", "kind": "anon", "pages": 1}],

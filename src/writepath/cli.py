@@ -456,7 +456,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if design not in DESIGNS:
         raise UsageError(f"bench: unknown design {design!r} (known: {', '.join(DESIGNS)})")
     # The speed bench's two names arrive with the model helper's bench.py (merged by the lead).
-    from writepath.bench import (  # type: ignore[attr-defined, unused-ignore]
+    from writepath.bench import (
         render_speed,
         speed_report,
     )

@@ -33,11 +33,11 @@ fault at the same address, which the real kernel's trace shows. The loops also t
 the livelock detector (``note_no_progress``) about iterations that made no progress: that is the
 model's bookkeeping, not kernel code, and it changes nothing the loop does.
 
-``balance_dirty_pages_ratelimited()`` is called where the kernel calls it, at the end of every
-pass that neither broke out nor retried; with no writeback in the model it only marks the
-event. Not modelled: ``flush_dcache_folio()`` (a no-op on x86). ``fatal_signal_pending()`` is
-true once another task sent a fatal signal (``writepath.kernel.signal``): each loop tests it
-before write_begin.
+``balance_dirty_pages_ratelimited()`` is called where the kernel calls it, at the top of every
+pass after the ``retry:`` label (so a pass retried with fewer bytes calls it again); with no
+writeback in the model it only marks the event. Not modelled: ``flush_dcache_folio()`` (a
+no-op on x86). ``fatal_signal_pending()`` is true once another task sent a fatal signal
+(``writepath.kernel.signal``): each loop tests it before write_begin.
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
+        balance_dirty_pages_ratelimited(task, mapping)
         # Bring in the source first: the "deadlock" comment of v6.13.
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
@@ -184,7 +185,6 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
                 note_progress(task)
             pos += status
             written += status
-        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -214,6 +214,7 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
+        balance_dirty_pages_ratelimited(task, mapping)
         if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
@@ -249,7 +250,6 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
                 note_progress(task)
             pos += status
             written += status
-        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -279,6 +279,7 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
+        balance_dirty_pages_ratelimited(task, mapping)
         if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
@@ -310,7 +311,6 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
                 note_progress(task)
             pos += status
             written += status
-        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -341,6 +341,7 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
+        balance_dirty_pages_ratelimited(task, mapping)
         if SIGKILL in task.signals:  # fatal_signal_pending(), an inline
             status = -EINTR
             break
@@ -375,7 +376,6 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
                 note_progress(task)
             pos += status
             written += status
-        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
@@ -406,6 +406,7 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
         offset = pos & (chunk - 1)
         if nbytes > chunk - offset:
             nbytes = chunk - offset
+        balance_dirty_pages_ratelimited(task, mapping)
         if (yield from fault_in_iov_iter_readable(task, i, nbytes)) != 0:
             status = -EFAULT
             break
@@ -440,7 +441,6 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
                 note_progress(task)
             pos += status
             written += status
-        balance_dirty_pages_ratelimited(task, mapping)
         if not i.count:
             break
     return _finish(task, iocb, written, status)
