@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from writepath.kernel.buffer import zero_partial_block
 from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER
-from writepath.kernel.filemap import IOMAP_LOOP, filemap_fault, generic_write_checks
+from writepath.kernel.filemap import IOMAP_LOOP, generic_write_checks
 from writepath.kernel.fs.iomap import iomap_file_buffered_write, iomap_read_folio
 from writepath.kernel.fs.iomap_iter import (
     IOMAP_WRITE,
@@ -29,6 +29,7 @@ from writepath.kernel.fs.iomap_iter import (
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import AddressSpace, AddressSpaceOperations, Folio
+from writepath.kernel.readahead import READAHEAD_WALKS, filemap_fault
 from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
 from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb
 
@@ -154,9 +155,34 @@ def xfs_filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Fol
     return (yield from filemap_fault(task, vma, pgoff))
 
 
+def xfs_read_iomap_begin(
+    task: Task, inode: Inode, pos: int, length: int, flags: tuple[str, ...]
+) -> Iomap:
+    """xfs_read_iomap_begin() (fs/xfs/xfs_iomap.c): the extent or the hole at ``pos``, up to
+    the end of the range asked (xfs_bmapi_read() over [offset_fsb, end_fsb)). Simplified as
+    the write side is: written and delalloc blocks that touch are one extent."""
+    first = pos >> BLOCK_SHIFT
+    end_fsb = (pos + length + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    mapped = _has_data(inode, first)
+    stop = first + 1
+    while stop < end_fsb and _has_data(inode, stop) == mapped:
+        stop += 1
+    return Iomap(first << BLOCK_SHIFT, (stop - first) << BLOCK_SHIFT)
+
+
+def xfs_vm_readahead(task: Task, inode: Inode, pos: int, length: int) -> None:
+    """xfs_vm_readahead() → iomap_readahead() (fs/iomap/buffered-io.c, v6.18): walk the
+    mappings of the range with no flags, one iomap_iter() per mapping and a last one that ends
+    the walk. The model reads the folios themselves with ``read_folio`` afterwards."""
+    it = IomapIter(inode, pos, length, ())
+    while iomap_iter(task, it, xfs_read_iomap_begin, None) > 0:
+        iomap_iter_advance(it, iomap_length(it))
+
+
 xfs_aops = AddressSpaceOperations(
     "xfs_aops", xfs_no_write_begin, xfs_no_write_end, iomap_read_folio
 )
+READAHEAD_WALKS[xfs_aops.name] = xfs_vm_readahead
 
 
 def xfs() -> FileSystem:
