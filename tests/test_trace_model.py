@@ -6,9 +6,12 @@ the hand-checked trace of issue 7; none is taken from the model's own output.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from helpers import scenario
 from writepath.diff import retarget
 from writepath.layout import MODEL_BASE, region_bases
+from writepath.oracle.tracing import superblock_dev
 from writepath.run import run_scenario
 from writepath.scenario import Scenario, default_catalogue, load_scenario
 from writepath.trace import function_graph, model_call_traces
@@ -198,3 +201,21 @@ def test_xfs_new_delalloc_reservation_maps_at_most_1024_pages() -> None:
         "iomap_iter pos=4096 length=4190208 status=0 flags=WRITE",
         "iomap_iter pos=4096 length=4194304 status=-14 flags=WRITE",
     ]
+
+
+def test_superblock_dev_is_the_mount_device_not_stat_dev(tmp_path: Path) -> None:
+    """btrfs: stat() reports the subvolume's anonymous device (0:41 here) while tracepoints
+    print the superblock's (mountinfo's 0:40); the innermost mount holding the path wins, and
+    escaped mount points are unescaped."""
+    inner = tmp_path / "a b"
+    inner.mkdir()
+    target = inner / "f"
+    target.write_bytes(b"")
+    mountinfo = tmp_path / "mountinfo"
+    escaped = str(inner).replace(" ", "\\040")
+    mountinfo.write_text(
+        "22 1 254:0 / / rw,relatime - ext4 /dev/root rw\n"
+        f"133 111 0:40 / {escaped} rw,relatime - btrfs /dev/loop0 rw,subvolid=5,subvol=/\n"
+    )
+    assert superblock_dev(str(target), str(mountinfo)) == (0, 40)
+    assert superblock_dev(str(tmp_path), str(mountinfo)) == (254, 0)

@@ -35,7 +35,8 @@ from writepath.kernel.pagecache import (
 from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_SIGBUS, Inode
 
-#: bdi->ra_pages: read_ahead_kb = 128 (VM_READAHEAD_PAGES, and a loop device's default).
+#: bdi->ra_pages of a disk filesystem: read_ahead_kb = 128 (VM_READAHEAD_PAGES, a loop device's
+#: default); a filesystem without a disk (ramfs) has none.
 RA_PAGES = 32
 
 #: ``->readahead`` walks of address_space_operations that have one beside ``read_folio``
@@ -102,6 +103,9 @@ def do_sync_mmap_readahead(task: Task, vma: VMA, pgoff: int) -> bool:
     mmap lock for the I/O (``fpin``): on a first try, not on a retry (FAULT_FLAG_TRIED)."""
     inode = vma.vm_file
     assert inode is not None
+    if not inode.fs.backed:
+        # ramfs: the no-op backing device has ra_pages = 0, no read-around.
+        return False
     fpin = task.pid not in task.mm.fault_tried
     start = max(0, pgoff - RA_PAGES // 2)
     page_cache_ra_order(task, inode, start, RA_PAGES, 0)
