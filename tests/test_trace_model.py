@@ -219,3 +219,16 @@ def test_superblock_dev_is_the_mount_device_not_stat_dev(tmp_path: Path) -> None
     )
     assert superblock_dev(str(target), str(mountinfo)) == (0, 40)
     assert superblock_dev(str(tmp_path), str(mountinfo)) == (254, 0)
+
+
+def test_pmd_sized_folio_is_mapped_whole_without_the_fault_around_tracepoint() -> None:
+    """trace-fault-around-pmd (tmpfs huge=always, 6.18): filemap_map_pmd() maps the 2 MiB
+    folio with one PMD entry and returns before mm_filemap_map_pages fires."""
+    s = load_scenario(find_scenario("trace-fault-around-pmd"))
+    assert _traces(s) == [
+        (),
+        (
+            "page_fault_kernel addr=map+8192 ip=copy_folio_from_iter_atomic error=0x0",
+            "page_fault_kernel addr=map+8192 ip=fault_in_readable error=0x0",
+        ),
+    ]

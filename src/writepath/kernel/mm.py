@@ -27,8 +27,8 @@ is redone, as in the kernel, but the model holds the lock across the I/O and acr
 a folio lock;
 munmap and mprotect take it for writing, MADV_DONTNEED for reading (madvise_need_mmap_write()).
 Page tables are never freed: free_pgtables() frees one only when no VMA is left in its 2 MiB
-range, and the oracle keeps guard mappings around every scenario's regions. No PMD-sized
-mappings (do_set_pmd()): no folio of the filesystems the trace is compared on is PMD-sized.
+range, and the oracle keeps guard mappings around every scenario's regions. A PMD mapping of a
+PMD-sized folio (do_set_pmd()) is kept as the 512 PTEs it stands for.
 A page table entry carries no protection bits: mprotect to PROT_NONE zaps the entries of the
 range, so the next access faults and the fault handler refuses it, as a PROT_NONE PTE would.
 """
@@ -324,8 +324,15 @@ def filemap_map_pages(
         return 0
     first = folios[0][1]
     can_map_large = _is_shmem(inode) or file_end >= first.index + first.nr_pages
-    if can_map_large and pmd_none(mm, address) and prealloc_pte:
-        pmd_install(mm, address)  # filemap_map_pmd()
+    if can_map_large and pmd_none(mm, address):
+        # filemap_map_pmd(): a PMD-sized folio is mapped by the PMD itself (no tracepoint);
+        # else the preallocated page table is installed.
+        if do_set_pmd(task, vma, address, first):
+            for _, folio in folios:
+                folio_unlock(task, folio)
+            return VM_FAULT_NOPAGE
+        if prealloc_pte:
+            pmd_install(mm, address)
     ret = 0
     if pmd_none(mm, address):
         # pte_offset_map_lock() finds no page table: nothing mapped, no tracepoint.
@@ -345,6 +352,25 @@ def filemap_map_pages(
         folio_unlock(task, folio)
     tp.trace_mm_filemap_map_pages(task, inode.name, start_pgoff, end_pgoff)
     return ret
+
+
+def do_set_pmd(task: Task, vma: VMA, address: int, folio: Folio) -> bool:
+    """do_set_pmd() (mm/memory.c, v6.18): map a folio of PMD order with one PMD entry, where
+    the VMA covers the whole aligned 2 MiB around ``address`` and its file offset is aligned
+    the same way (thp_vma_suitable_order()). The model keeps PTEs only, so it sets the 512
+    PTEs the huge entry stands for. False is VM_FAULT_FALLBACK."""
+    if folio.order != PMD_SHIFT - PAGE_SHIFT:
+        return False
+    haddr = address & ~((1 << PMD_SHIFT) - 1)
+    if ((vma.vm_start >> PAGE_SHIFT) - vma.vm_pgoff) % PTRS_PER_PTE:
+        return False
+    if haddr < vma.vm_start or haddr + (1 << PMD_SHIFT) > vma.vm_end:
+        return False
+    if vma.pgoff(haddr) != folio.index:
+        return False
+    for k in range(PTRS_PER_PTE):
+        set_pte(task, task.mm, haddr + (k << PAGE_SHIFT), folio_page_ref(folio, folio.index + k))
+    return True
 
 
 def do_fault_around(task: Task, vma: VMA, address: int) -> int:
@@ -373,6 +399,8 @@ def finish_fault(task: Task, vma: VMA, address: int, folio: Folio, pgoff: int) -
     mm = task.mm
     file_end = DIV_ROUND_UP(inode.i_size, PAGE_SIZE)
     needs_fallback = not _is_shmem(inode) and file_end < folio.index + folio.nr_pages
+    if pmd_none(mm, address) and not needs_fallback and do_set_pmd(task, vma, address, folio):
+        return
     pmd_install(mm, address)
     nr_pages = folio.nr_pages
     page_addr = address & ~OFFSET_MASK
