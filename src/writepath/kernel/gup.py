@@ -1,14 +1,19 @@
-"""fault_in_readable() — mm/gup.c (v6.12–v6.18).
+"""fault_in_readable() — mm/gup.c (v6.13–v6.18 form).
 
 Touches the first byte of the range and then the first byte of every following page, inside one
 user-access window, so that each page is present before a copy that cannot fault. Returns the
 number of bytes *not* faulted in, counted from the first page that could not be touched.
+
+The loop is the v6.13+ one: it walks ``cur`` from the start to the end a page at a time and stops
+once ``cur`` is zero ("overflow to 0"). That test also holds for a range that *starts* at address
+0: a NULL base passes access_ok() on x86-64, yet nothing is touched and the whole size is
+reported not faulted in, without a page fault (LTP writev05's NULL iovec).
 """
 
 from __future__ import annotations
 
 from writepath.kernel import tracepoints as tp
-from writepath.kernel.constants import OFFSET_MASK, PAGE_ALIGN, PAGE_SIZE
+from writepath.kernel.constants import OFFSET_MASK, PAGE_SIZE
 from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.uaccess import (
     get_user_byte,
@@ -27,19 +32,13 @@ def fault_in_readable(task: Task, uaddr: int, size: int) -> Sleeps[int]:
         task.emit((tp.EXIT, task.pid, "fault_in_readable", size))
         return size
     start = uaddr
-    ok = True
-    if uaddr & OFFSET_MASK:
-        ok = yield from get_user_byte(task, uaddr)
-        if ok:
-            uaddr = PAGE_ALIGN(uaddr)
-    if ok:
-        end = PAGE_ALIGN(start + size)
-        while uaddr < end:
-            if not (yield from get_user_byte(task, uaddr)):
-                break
-            uaddr += PAGE_SIZE
+    end = start + size
+    cur = start
+    while cur and cur < end:
+        if not (yield from get_user_byte(task, cur)):
+            break
+        cur = (cur + PAGE_SIZE) & ~OFFSET_MASK  # PAGE_ALIGN_DOWN(cur + PAGE_SIZE)
     user_read_access_end(task)
-    done = uaddr - start
-    ret = size - done if size > done else 0
+    ret = size - min(size, cur - start)
     task.emit((tp.EXIT, task.pid, "fault_in_readable", ret))
     return ret

@@ -155,6 +155,36 @@ _IOMAP = re.compile(
 )
 
 
+def _unescape_mountinfo(field: str) -> str:
+    """Mount points in mountinfo escape space, tab, newline and backslash as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def superblock_dev(path: str, mountinfo: str = "/proc/self/mountinfo") -> tuple[int, int]:
+    """The device number the kernel's tracepoints print for a file at ``path``: its
+    superblock's ``s_dev``, from the mount that holds it (mountinfo's major:minor field).
+
+    ``stat()`` gives the same number on most filesystems, but not on btrfs, whose stat reports
+    the subvolume's own anonymous device while ``mm_filemap_*`` and the others print
+    ``i_sb->s_dev``. Falls back to ``stat()`` if no mount matches."""
+    real = os.path.realpath(path)
+    best: tuple[int, tuple[int, int]] | None = None
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 5:
+                continue
+            point = _unescape_mountinfo(fields[4])
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and (best is None or len(point) >= best[0]):
+                major, _, minor = fields[2].partition(":")
+                best = (len(point), (int(major), int(minor)))
+    if best is None:
+        st = os.stat(path)
+        return os.major(st.st_dev), os.minor(st.st_dev)
+    return best[1]
+
+
 @dataclass
 class Namer:
     """Turns addresses and (device, inode) pairs into the scenario's region and file names."""

@@ -28,6 +28,8 @@ reads are synchronous; blocks are 4 KiB (one page).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import read_block
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
@@ -368,3 +370,68 @@ def iomap_read_folio(task: Task, folio: Folio) -> int:
         iomap_set_range_uptodate(task, folio, k << BLOCK_SHIFT, BLOCK_SIZE)
     folio_mark_uptodate(task, folio)
     return 0
+
+
+Punch = Callable[[Inode, int, int], None]
+
+
+def _block_has_data(inode: Inode, block: int) -> bool:
+    """mapping_seek_hole_data()'s view of one block: cached in a folio that is uptodate, or
+    whose per-block state says this block is (``->is_partially_uptodate``)."""
+    folio = inode.i_mapping.i_pages.get(block)
+    if folio is None:
+        return False
+    if folio.uptodate:
+        return True
+    ifs = folio_ifs(folio)
+    return ifs is not None and ifs.uptodate[block - folio.index]
+
+
+def iomap_write_delalloc_release(
+    task: Task, inode: Inode, start_byte: int, end_byte: int, punch: Punch
+) -> None:
+    """iomap_write_delalloc_release() (fs/iomap/buffered-io.c, v6.18): punch out the delalloc
+    reservation of [start_byte, end_byte) except under the *dirty* blocks of dirty folios that
+    hold data below EOF. It walks the page cache's data ranges (SEEK_DATA/SEEK_HOLE up to
+    min(i_size, end_byte)), punches everything before each dirty folio it meets, and inside a
+    dirty folio with per-block state the blocks that are not dirty; the rest up to
+    ``end_byte`` goes last. Blocks are pages here, so every range is block-aligned."""
+    punch_start = start_byte
+    scan_end = min(inode.i_size, end_byte)
+    pages = inode.i_mapping.i_pages
+    pos = start_byte
+    while pos < scan_end:
+        # SEEK_DATA, then SEEK_HOLE from there, both bounded by scan_end.
+        block = pos >> PAGE_SHIFT
+        while (block << PAGE_SHIFT) < scan_end and not _block_has_data(inode, block):
+            block += 1
+        data_start = max(pos, block << PAGE_SHIFT)
+        if data_start >= scan_end:
+            break
+        while (block << PAGE_SHIFT) < scan_end and _block_has_data(inode, block):
+            block += 1
+        data_end = min(block << PAGE_SHIFT, scan_end)
+        # iomap_write_delalloc_scan()
+        at = data_start
+        while at < data_end:
+            folio = pages.get(at >> PAGE_SHIFT)
+            if folio is None:
+                at = ((at >> PAGE_SHIFT) + 1) << PAGE_SHIFT
+                continue
+            folio_end = folio_pos(folio) + folio_size(folio)
+            if folio.dirty:
+                if at > punch_start:
+                    punch(inode, punch_start, at - punch_start)
+                ifs = folio_ifs(folio)
+                if ifs is not None:
+                    last = min(data_end - 1, folio_end - 1)
+                    first_blk = offset_in_folio(folio, at) >> BLOCK_SHIFT
+                    last_blk = offset_in_folio(folio, last) >> BLOCK_SHIFT
+                    for k in range(first_blk, last_blk + 1):
+                        if not ifs.dirty[k]:
+                            punch(inode, folio_pos(folio) + (k << BLOCK_SHIFT), BLOCK_SIZE)
+                punch_start = min(data_end, folio_end)
+            at = folio_end
+        pos = data_end
+    if punch_start < end_byte:
+        punch(inode, punch_start, end_byte - punch_start)

@@ -14,9 +14,13 @@ old EOF block tail; post-EOF delalloc blocks are not punched out on a short writ
 from __future__ import annotations
 
 from writepath.kernel.buffer import zero_partial_block
-from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER
-from writepath.kernel.filemap import IOMAP_LOOP, filemap_fault, generic_write_checks
-from writepath.kernel.fs.iomap import iomap_file_buffered_write, iomap_read_folio
+from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER, PAGE_SIZE
+from writepath.kernel.filemap import IOMAP_LOOP, generic_write_checks
+from writepath.kernel.fs.iomap import (
+    iomap_file_buffered_write,
+    iomap_read_folio,
+    iomap_write_delalloc_release,
+)
 from writepath.kernel.fs.iomap_iter import (
     IOMAP_WRITE,
     IOMAP_ZERO,
@@ -29,10 +33,13 @@ from writepath.kernel.fs.iomap_iter import (
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import AddressSpace, AddressSpaceOperations, Folio
+from writepath.kernel.readahead import READAHEAD_WALKS, filemap_fault
 from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
 from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb
 
 BLOCK_SHIFT = 12
+#: The most a new delalloc reservation maps in one ->iomap_begin: 1024 pages.
+XFS_MAX_DELALLOC_MAP = 1024 * PAGE_SIZE
 
 
 def xfs_no_write_begin(
@@ -70,8 +77,8 @@ def xfs_buffered_write_iomap_begin(
 ) -> Iomap:
     """xfs_buffered_write_iomap_begin() (fs/xfs/xfs_iomap.c): the extent of the data fork
     containing ``pos`` if there is one; else, for zeroing, the hole up to the next extent, and
-    for a write a new delalloc reservation over the hole, up to the end of the write or the
-    next extent (IOMAP_F_NEW).
+    for a write a new delalloc reservation over the hole, up to the end of the write (capped
+    at 1024 pages) or the next extent (IOMAP_F_NEW).
 
     Simplified: written and delalloc extents that touch are one extent here (the kernel keeps
     them apart), and there is no speculative preallocation beyond EOF (small files get none).
@@ -89,6 +96,10 @@ def xfs_buffered_write_iomap_begin(
     stop = end_fsb if nxt is None else min(nxt, end_fsb)
     if IOMAP_ZERO in flags:
         return Iomap(first << BLOCK_SHIFT, (stop - first) << BLOCK_SHIFT)
+    # A new reservation maps at most 1024 pages (MAX_WRITEBACK_PAGES), whatever the length.
+    capped = min(length, XFS_MAX_DELALLOC_MAP)
+    end_fsb = (pos + capped + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    stop = end_fsb if nxt is None else min(nxt, end_fsb)
     inode.delalloc.update(range(first, stop))
     return Iomap(first << BLOCK_SHIFT, (stop - first) << BLOCK_SHIFT, new=True)
 
@@ -103,18 +114,28 @@ def xfs_buffered_write_iomap_end(
     iomap: Iomap,
 ) -> None:
     """xfs_buffered_write_iomap_end(): give back the delalloc blocks this mapping reserved and
-    the write did not reach (iomap_file_buffered_write_punch_delalloc(): from the block after
-    the last written byte, or from the first block if nothing was written). Blocks the page
-    cache still holds are kept, as iomap_write_delalloc_release() keeps dirty ones."""
+    the write did not reach, from the block after the last written byte (the first block if
+    nothing was written, iomap_last_written_block()) to the end of the mapping's last block:
+    iomap_write_delalloc_release() keeps those under dirty blocks of the page cache."""
     if not iomap.new or IOMAP_WRITE not in flags:
         return
     bs = 1 << BLOCK_SHIFT
-    start = pos + written + bs - 1 if written else pos
-    start_block = start >> BLOCK_SHIFT
-    end_block = (pos + length + bs - 1) >> BLOCK_SHIFT
-    for block in range(start_block, end_block):
-        if block not in inode.i_mapping.i_pages:
-            inode.delalloc.discard(block)
+    start_byte = (pos + written + bs - 1) & ~(bs - 1) if written else pos & ~(bs - 1)
+    end_byte = (pos + length + bs - 1) & ~(bs - 1)
+    if start_byte >= end_byte:
+        return
+    iomap_write_delalloc_release(
+        task, inode, start_byte, end_byte, xfs_buffered_write_delalloc_punch
+    )
+
+
+def xfs_buffered_write_delalloc_punch(inode: Inode, offset: int, length: int) -> None:
+    """xfs_buffered_write_delalloc_punch() → xfs_bmap_punch_delalloc_range(): remove the
+    delalloc blocks of [offset, offset + length), rounded out to whole blocks."""
+    first = offset >> BLOCK_SHIFT
+    end = (offset + length + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    for block in range(first, end):
+        inode.delalloc.discard(block)
 
 
 def xfs_zero_range(task: Task, inode: Inode, pos: int, length: int) -> None:
@@ -154,9 +175,34 @@ def xfs_filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Fol
     return (yield from filemap_fault(task, vma, pgoff))
 
 
+def xfs_read_iomap_begin(
+    task: Task, inode: Inode, pos: int, length: int, flags: tuple[str, ...]
+) -> Iomap:
+    """xfs_read_iomap_begin() (fs/xfs/xfs_iomap.c): the extent or the hole at ``pos``, up to
+    the end of the range asked (xfs_bmapi_read() over [offset_fsb, end_fsb)). Simplified as
+    the write side is: written and delalloc blocks that touch are one extent."""
+    first = pos >> BLOCK_SHIFT
+    end_fsb = (pos + length + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT
+    mapped = _has_data(inode, first)
+    stop = first + 1
+    while stop < end_fsb and _has_data(inode, stop) == mapped:
+        stop += 1
+    return Iomap(first << BLOCK_SHIFT, (stop - first) << BLOCK_SHIFT)
+
+
+def xfs_vm_readahead(task: Task, inode: Inode, pos: int, length: int) -> None:
+    """xfs_vm_readahead() → iomap_readahead() (fs/iomap/buffered-io.c, v6.18): walk the
+    mappings of the range with no flags, one iomap_iter() per mapping and a last one that ends
+    the walk. The model reads the folios themselves with ``read_folio`` afterwards."""
+    it = IomapIter(inode, pos, length, ())
+    while iomap_iter(task, it, xfs_read_iomap_begin, None) > 0:
+        iomap_iter_advance(it, iomap_length(it))
+
+
 xfs_aops = AddressSpaceOperations(
     "xfs_aops", xfs_no_write_begin, xfs_no_write_end, iomap_read_folio
 )
+READAHEAD_WALKS[xfs_aops.name] = xfs_vm_readahead
 
 
 def xfs() -> FileSystem:
