@@ -71,8 +71,7 @@ def test_run_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["verdict"] == "ok"
     # The page maps the very folio being written: the atomic copy faults on it (refused, the
     # folio is locked), then the late fault-in maps it with the folio unlocked (README trace
-    # contract). The 6.18 kernel shows these two and then mm_filemap_map_pages: fault-around,
-    # which the model does not take yet (README lists it).
+    # contract), and fault-around maps it (mm_filemap_map_pages), as the 6.18 kernel's trace shows.
     assert out["calls"] == [
         {
             "op": "pwrite",
@@ -81,6 +80,7 @@ def test_run_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
             "trace": [
                 "page_fault_kernel addr=map+0 ip=copy_folio_from_iter_atomic error=0x0",
                 "page_fault_kernel addr=map+0 ip=fault_in_readable error=0x0",
+                "mm_filemap_map_pages file=target start=0 end=0",
             ],
         }
     ]

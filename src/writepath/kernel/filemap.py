@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from writepath.kernel import tracepoints as tp
-from writepath.kernel.constants import DIV_ROUND_UP, PAGE_SIZE
+from writepath.kernel.constants import PAGE_SIZE
 from writepath.kernel.iov_iter import (
     IovIter,
     __copy_from_iter,
@@ -56,15 +56,14 @@ from writepath.kernel.iov_iter import (
     iov_iter_revert,
     iov_iter_truncate,
 )
-from writepath.kernel.mm import VMA, do_user_addr_fault
+from writepath.kernel.mm import do_user_addr_fault
 from writepath.kernel.pagecache import (
     Folio,
     balance_dirty_pages_ratelimited,
-    filemap_add_folio,
-    filemap_alloc_folio,
-    folio_lock,
-    folio_unlock,
 )
+
+# filemap_fault() is in mm/filemap.c; its model sits with the read-around it starts.
+from writepath.kernel.readahead import filemap_fault as filemap_fault
 from writepath.kernel.signal import SIGKILL
 from writepath.kernel.task import (
     COND_RESCHED,
@@ -76,9 +75,6 @@ from writepath.kernel.task import (
 )
 from writepath.kernel.vfs import (
     IOCB_APPEND,
-    VM_FAULT_LOCKED,
-    VM_FAULT_MAJOR,
-    VM_FAULT_SIGBUS,
     File,
     Kiocb,
     file_update_time,
@@ -554,40 +550,3 @@ def generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[i
         ret = yield from __generic_file_write_iter(task, iocb, from_)
     inode_unlock(task, inode)
     return ret
-
-
-def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
-    """vm_ops->fault of page-cache filesystems (mm/filemap.c, v6.14–v6.18).
-
-    A page wholly beyond EOF is VM_FAULT_SIGBUS. A cached folio is locked (sleeping if another
-    task, or this one, holds it) and read if not uptodate; a missing one is allocated locked and
-    read (``page_cache_sync_ra()`` reduced to one order-0 folio), and only then is the fault
-    VM_FAULT_MAJOR, as in the kernel ("No page in the page cache at all"): reading a cached
-    folio that is not uptodate is not. Returns the folio locked.
-    """
-    inode = vma.vm_file
-    assert inode is not None
-    mapping = inode.i_mapping
-    if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
-        return VM_FAULT_SIGBUS, None
-    tp.trace_mm_filemap_fault(task, inode.name, pgoff)
-    folio = mapping.i_pages.get(pgoff)
-    major = 0
-    if folio is None:
-        major = VM_FAULT_MAJOR
-        folio = filemap_alloc_folio(mapping, pgoff, 0)
-        folio.owner = task
-        filemap_add_folio(task, mapping, folio)
-        task.emit((tp.FOLIO_LOCK, task.pid, folio.index, inode.i_ino))
-        mapping.a_ops.read_folio(task, folio)
-    else:
-        yield from folio_lock(task, folio)
-        if mapping.i_pages.get(pgoff) is not folio:  # truncated while we slept
-            folio_unlock(task, folio)
-            return (yield from filemap_fault(task, vma, pgoff))
-        if not folio.uptodate:
-            mapping.a_ops.read_folio(task, folio)
-    if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
-        folio_unlock(task, folio)
-        return VM_FAULT_SIGBUS | major, None
-    return VM_FAULT_LOCKED | major, folio

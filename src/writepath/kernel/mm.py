@@ -44,6 +44,7 @@ from writepath.kernel.pagecache import Folio, folio_trylock, folio_unlock
 from writepath.kernel.task import Sleeps, Task, WaitOn
 from writepath.kernel.vfs import (
     VM_FAULT_ERROR,
+    VM_FAULT_MAJOR,
     VM_FAULT_SIGBUS,
     VM_FAULT_SIGSEGV,
     Inode,
@@ -52,7 +53,6 @@ from writepath.kernel.vfs import (
 ZERO_PAGE = bytes(PAGE_SIZE)
 
 # vm_fault_t bits the fault path passes between its steps (include/linux/mm_types.h).
-VM_FAULT_MAJOR = 0x0004
 VM_FAULT_NOPAGE = 0x0100
 VM_FAULT_RETRY = 0x0400
 
@@ -441,13 +441,15 @@ def do_read_fault(task: Task, vma: VMA, address: int) -> Sleeps[tuple[int, str]]
     if do_fault_around(task, vma, address):
         return 0, tp.FAULT_MINOR
     pgoff = vma.pgoff(address)
-    cached = pgoff in inode.i_mapping.i_pages
     ret, folio = yield from inode.fs.fault(task, vma, pgoff)
+    # A fault that dropped the mmap lock for I/O is priced as major; its retry is minor.
     if ret & (VM_FAULT_ERROR | VM_FAULT_RETRY) or folio is None:
         return ret, tp.FAULT_MAJOR if ret & VM_FAULT_RETRY else tp.FAULT_SIGBUS
     finish_fault(task, vma, address, folio, pgoff)
     folio_unlock(task, folio)
-    return 0, tp.FAULT_MINOR if cached else tp.FAULT_MAJOR
+    # Major only when ->fault says so (mm_account_fault()): filemap_fault() when the page was
+    # not cached at all; shmem_fault() never here (no swap in the model).
+    return 0, tp.FAULT_MAJOR if ret & VM_FAULT_MAJOR else tp.FAULT_MINOR
 
 
 def handle_mm_fault(task: Task, vma: VMA, address: int) -> Sleeps[int]:

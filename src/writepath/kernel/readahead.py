@@ -33,7 +33,7 @@ from writepath.kernel.pagecache import (
     folio_unlock,
 )
 from writepath.kernel.task import Sleeps, Task
-from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_SIGBUS, Inode
+from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_MAJOR, VM_FAULT_SIGBUS, Inode
 
 #: bdi->ra_pages of a disk filesystem: read_ahead_kb = 128 (VM_READAHEAD_PAGES, a loop device's
 #: default); a filesystem without a disk (ramfs) has none.
@@ -119,7 +119,9 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
     locked (sleeping if another task, or this one, holds it). A missing one starts read-around
     (``do_sync_mmap_readahead()``). A folio that is not uptodate is read. Where the handler
     dropped the mmap lock for I/O (read-around or a read, on a first try) it returns
-    VM_FAULT_RETRY with the folio unlocked; else VM_FAULT_LOCKED and the folio locked.
+    VM_FAULT_RETRY with the folio unlocked; else VM_FAULT_LOCKED and the folio locked. Either
+    carries VM_FAULT_MAJOR when the page was not in the page cache at all, as the kernel's does
+    (reading a cached folio that is not uptodate is not a major fault).
     """
     inode = vma.vm_file
     assert inode is not None
@@ -129,8 +131,10 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
     tp.trace_mm_filemap_fault(task, inode.name, pgoff)
     first_try = task.pid not in task.mm.fault_tried
     fpin = False
+    major = 0
     folio = mapping.i_pages.get(pgoff)
     if folio is None:
+        major = VM_FAULT_MAJOR
         fpin = do_sync_mmap_readahead(task, vma, pgoff)
     while True:  # retry_find
         folio = mapping.i_pages.get(pgoff)
@@ -151,13 +155,13 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
             mapping.a_ops.read_folio(task, folio)
             folio_unlock(task, folio)
             if fpin:
-                return VM_FAULT_RETRY, None
+                return VM_FAULT_RETRY | major, None
             continue
         break
     if fpin:
         folio_unlock(task, folio)
-        return VM_FAULT_RETRY, None
+        return VM_FAULT_RETRY | major, None
     if pgoff >= DIV_ROUND_UP(inode.i_size, PAGE_SIZE):
         folio_unlock(task, folio)
         return VM_FAULT_SIGBUS, None
-    return VM_FAULT_LOCKED, folio
+    return VM_FAULT_LOCKED | major, folio

@@ -277,8 +277,8 @@ def _namer(scenario: Scenario, layout: Layout, paths: dict[str, str]) -> tracing
     ]
     files: dict[tuple[int, int, int], str] = {}
     for name, path in paths.items():
-        st = os.stat(path)
-        files[(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = name
+        major, minor = tracing.superblock_dev(path)
+        files[(major, minor, os.stat(path).st_ino)] = name
     return tracing.Namer(regions, files)
 
 

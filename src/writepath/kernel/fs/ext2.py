@@ -3,8 +3,10 @@
 The kernel here is built without CONFIG_EXT2_FS; ``mount -t ext2`` of an ext2 image logs
 "EXT4-fs: mounting ext2 file system using the ext4 subsystem", the mount appears under
 /sys/fs/ext4/, and its files are ext4 inodes without the extents flag. So the write path is
-ext4's (``writepath.kernel.fs.ext4``: delayed allocation, ext4_da_aops, large folios, which
-``ext4_should_enable_large_folio()`` does not tie to extents) and what differs is the size limit:
+ext4's without delayed allocation (``writepath.kernel.fs.ext4``'s ext4_aops: the driver turns
+delalloc on by default only for a superblock that is not ext2 or ext3, fs/ext4/super.c; so the
+kernel fires ext4_write_begin/ext4_write_end here), with large folios, which
+``ext4_should_enable_large_folio()`` does not tie to extents; and the size limit differs:
 a block-mapped (indirect) file ends at ``s_bitmap_maxbytes``, which ``ext4_write_checks()``
 enforces for a file without the extents flag (fs/ext4/file.c and fs/ext4/super.c,
 ``ext4_max_bitmap_size()``, v6.18). mkfs.ext2 does not set huge_file, so i_blocks (in 512-byte
@@ -14,7 +16,7 @@ units, 32 bits) is the bound.
 from __future__ import annotations
 
 from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER
-from writepath.kernel.fs.ext4 import ext4_buffered_write_iter, ext4_da_aops, ext4_filemap_fault
+from writepath.kernel.fs.ext4 import ext4_aops, ext4_buffered_write_iter, ext4_filemap_fault
 from writepath.kernel.vfs import FileSystem
 
 EXT4_NDIR_BLOCKS = 12
@@ -55,7 +57,7 @@ def ext2() -> FileSystem:
         EXT2_MAX_SIZE_4K,
         MAX_PAGECACHE_ORDER,
         True,
-        ext4_da_aops,
+        ext4_aops,
         ext4_buffered_write_iter,
         ext4_filemap_fault,
     )
