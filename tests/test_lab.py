@@ -478,13 +478,31 @@ def test_cli_run_without_packages_is_skipped(capsys: pytest.CaptureFixture[str])
 def test_cli_dry_run_lists_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = cli.main(
         _args("--dry-run", "--workdir", str(tmp_path / "wd"), "--workloads", "pwrite1"),
-        cli.LabBackends(missing=lambda: []),
+        cli.LabBackends(missing=lambda: [], accel=_NO_KVM),
     )
     out = capsys.readouterr().out
     assert rc == cli.EXIT_OK
     for step in ("tar -xJf", "kconfig.sh", "make -C", "patch -p1", "gcc -static", "-plugin"):
         assert step in out, step
     assert out.count("qemu-system-x86_64") == 2 * cli.DEFAULT_REPEATS
+    assert not (tmp_path / "wd").exists()
+
+
+def test_cli_dry_run_full_adds_the_kvm_probe_and_the_semantics_boots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def pvm() -> AccelInfo:
+        return AccelInfo("tcg", "pvm", "/dev/kvm is the software PVM module")
+
+    rc = cli.main(
+        _args("--dry-run", "--full", "--workdir", str(tmp_path / "wd"), "--workloads", "pwrite1"),
+        cli.LabBackends(missing=lambda: [], accel=pvm),
+    )
+    out = capsys.readouterr().out
+    assert rc == cli.EXIT_OK
+    assert out.count("-icount") == 2 * cli.FULL_REPEATS
+    assert "kvm-probe: $ qemu-system-x86_64 -accel kvm -cpu host" in out
+    assert "mkfs.ext4" in out and out.count("semantics.cpio.gz -append") == 2
     assert not (tmp_path / "wd").exists()
 
 

@@ -379,7 +379,12 @@ def _probe_kvm(
     counts path length under TCG either way (the plugin needs TCG); a kernel that boots under
     KVM would open the way to throughput, which the lab does not measure yet.
     """
-    if accel.kvm == "none" or runner.dry_run:
+    if accel.kvm == "none":
+        return accel
+    argv = kvm_probe_argv(QemuParams(), image, initramfs)
+    log = wd.logs / "kvm-probe.log"
+    if runner.dry_run:
+        runner.run("kvm-probe", argv, log=log, timeout=KVM_PROBE_TIMEOUT)
         return accel
     key = f"{image}|{accel.kvm}"
     cache = wd.root / KVM_PROBE_FILE
@@ -389,23 +394,21 @@ def _probe_kvm(
             return AccelInfo(accel.accel, accel.kvm, f"{accel.note}; {doc['note']}")
     except (OSError, ValueError):
         pass
-    log = wd.logs / "kvm-probe.log"
-    res = runner.run(
-        "kvm-probe",
-        kvm_probe_argv(QemuParams(), image, initramfs),
-        log=log,
-        timeout=KVM_PROBE_TIMEOUT,
-    )
+    res = runner.run("kvm-probe", argv, log=log, timeout=KVM_PROBE_TIMEOUT)
     try:
-        booted = BOOT_LINE in log.read_text(errors="replace")
+        text = log.read_text(errors="replace")[-64 << 10 :]
     except OSError:
-        booted = False
-    if booted:
+        text = ""
+    if BOOT_LINE in text:
         note = "probe: the 6.12 kernel boots under -accel kvm -cpu host"
     else:
+        # QEMU's own complaint, when it made one, says why (on PVM: an MSR it cannot set).
+        said = next((ln.strip() for ln in text.splitlines() if "error" in ln.lower()), "")
         note = (
             f"probe: the 6.12 kernel did not reach the guest's first line under -accel kvm "
-            f"-cpu host ({res.status.value} after {res.elapsed:.0f} s; log {log})"
+            f"-cpu host ({res.status.value} after {res.elapsed:.0f} s"
+            + (f"; {said[:160]}" if said else "")
+            + f"; log {log})"
         )
     cache.write_text(json.dumps({"key": key, "note": note}) + "\n")
     return AccelInfo(accel.accel, accel.kvm, f"{accel.note}; {note}")
