@@ -947,3 +947,10 @@ def test_semantics_run_offline_with_fake_backends(
     assert sem["kernels"]["base"]["design_sensitive_confirmed"] == [s.name]
     assert not any(c[0] == "qemu-system-x86_64" and "-icount" in c for c in fake.commands)
     assert (wd / "guest" / "semantics.cpio.gz").exists()
+
+
+def test_semantics_without_a_catalogue_is_a_skip_with_the_reason(tmp_path: Path) -> None:
+    wd = cli.Workdir(tmp_path / "wd")
+    run = semantics.run_semantics(Runner(dry_run=True), wd, {}, tmp_path / "busybox", [])
+    assert run.stage.status is Status.SKIPPED and "scenarios/" in run.stage.detail
+    assert run.report is None

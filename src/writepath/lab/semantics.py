@@ -388,6 +388,12 @@ def run_semantics(
             why = f"the scenario catalogue cannot be loaded: {e}"
             return SemanticsRun(StageResult("semantics", Status.SKIPPED, 0.0, detail=why), None)
     selection = select_scenarios(catalogue)
+    if not selection.scenarios:
+        why = (
+            "no single-task scenario on tmpfs, ramfs or ext4 to replay (the catalogue is the "
+            "scenarios/ folder of a checkout, or of the current directory)"
+        )
+        return SemanticsRun(StageResult("semantics", Status.SKIPPED, 0.0, detail=why), None)
     sensitive = design_sensitive(selection.scenarios)
     report = SemanticsReport(len(selection.scenarios), selection.not_replayed, sensitive)
     image = wd.guest / "ext4.img"
