@@ -680,7 +680,7 @@ def _rows_report() -> LabReport:
 
 def test_predictions_fill_rows_and_the_gap_in_points() -> None:
     report = _rows_report()
-    attach_predictions(report, (), lambda name: {"pwrite1": -5.5, "write1": -4.0}[name])
+    attach_predictions(report, (), lambda name: {"pwrite1.tmpfs": -5.5, "write1.ramfs": -4.0}[name])
     by = {r.workload: r for r in report.rows}
     assert by["pwrite1.tmpfs"].predicted_change_pct == -5.5
     assert by["pwrite1.tmpfs"].predicted_delta_pp == pytest.approx(-1.5)
@@ -706,7 +706,7 @@ def test_a_failing_cost_model_is_na_with_one_line_why(predictor: Any, why: str) 
     attach_predictions(report, (), predictor)
     assert all(r.predicted_change_pct is None for r in report.rows)
     notes = [n for n in report.notes if why in n]
-    assert len(notes) == 2  # once per cost-model workload (pwrite1, write1), not per row
+    assert len(notes) == 2  # once per cost-model workload and filesystem, not per row
     assert "\n" not in notes[0]
 
 

@@ -25,7 +25,8 @@ COST_WORKLOAD = {
 #: The write size each cost-model workload is written for (will-it-scale 4 KiB, unixbench 256).
 COST_WORKLOAD_SIZE = {"pwrite1": 4096, "write1": 4096, "writeseek1": 4096, "fsbuffer-w": 256}
 
-#: ``predicted_path_length_change(workload, profile=None) -> float``: the change in percent.
+#: ``predicted_path_length_change(workload, profile=None) -> float``: the change in percent for
+#: a cost-model workload, on the filesystem a ``.FS`` suffix names (``pwrite1.ramfs``).
 Predictor = Callable[[str], float]
 #: Under TCG the guest's clock measures the emulator, not the kernel; under -icount it is a
 #: virtual clock that advances one ns per instruction, so it restates the instruction count.
@@ -231,6 +232,8 @@ def attach_predictions(
         if predictor is None:
             why[f"predicted n/a: {unavailable or 'no cost model'}"] = None
             continue
+        # The same loop on the row's filesystem: the cost model's name with a ".FS" suffix.
+        name = f"{name}.{w.fs}"
         if name not in cache:
             try:
                 value = predictor(name)
