@@ -7,6 +7,7 @@ that need a Debian package or a static C library skip, naming what is missing.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import re
 import shutil
@@ -14,15 +15,24 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from writepath.lab import cli, data
-from writepath.lab.initramfs import DONE_LINE, GuestPlan, build_initramfs, init_script
+from writepath.lab import cli, data, guest, pyguest, semantics
+from writepath.lab.initramfs import DONE_LINE, CpioTree, GuestPlan, build_initramfs, init_script
 from writepath.lab.packages import PACKAGES, Package
 from writepath.lab.parse import BootRecord, Sample, parse_log
-from writepath.lab.qemu import QemuParams, detect_accel, qemu_argv
-from writepath.lab.report import NO_PREDICTION, compute, render
+from writepath.lab.qemu import AccelInfo, QemuParams, detect_accel, qemu_argv
+from writepath.lab.report import (
+    NO_PREDICTION,
+    LabReport,
+    Row,
+    attach_predictions,
+    compute,
+    load_predictor,
+    render,
+)
 from writepath.lab.runner import Runner, Status
 from writepath.lab.stages import SOURCE_TARBALL, image_key
 from writepath.lab.workloads import DEFAULT_WORKLOADS, Workload, select
@@ -468,13 +478,31 @@ def test_cli_run_without_packages_is_skipped(capsys: pytest.CaptureFixture[str])
 def test_cli_dry_run_lists_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = cli.main(
         _args("--dry-run", "--workdir", str(tmp_path / "wd"), "--workloads", "pwrite1"),
-        cli.LabBackends(missing=lambda: []),
+        cli.LabBackends(missing=lambda: [], accel=_NO_KVM),
     )
     out = capsys.readouterr().out
     assert rc == cli.EXIT_OK
     for step in ("tar -xJf", "kconfig.sh", "make -C", "patch -p1", "gcc -static", "-plugin"):
         assert step in out, step
     assert out.count("qemu-system-x86_64") == 2 * cli.DEFAULT_REPEATS
+    assert not (tmp_path / "wd").exists()
+
+
+def test_cli_dry_run_full_adds_the_kvm_probe_and_the_semantics_boots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def pvm() -> AccelInfo:
+        return AccelInfo("tcg", "pvm", "/dev/kvm is the software PVM module")
+
+    rc = cli.main(
+        _args("--dry-run", "--full", "--workdir", str(tmp_path / "wd"), "--workloads", "pwrite1"),
+        cli.LabBackends(missing=lambda: [], accel=pvm),
+    )
+    out = capsys.readouterr().out
+    assert rc == cli.EXIT_OK
+    assert out.count("-icount") == 2 * cli.FULL_REPEATS
+    assert "kvm-probe: $ qemu-system-x86_64 -accel kvm -cpu host" in out
+    assert "mkfs.ext4" in out and out.count("semantics.cpio.gz -append") == 2
     assert not (tmp_path / "wd").exists()
 
 
@@ -538,6 +566,14 @@ class _FakeLab(Runner):
         return StageResult(stage, Status.SUCCESS, 0.0, log)
 
 
+def _NO_KVM() -> AccelInfo:
+    return AccelInfo("tcg", "none", "no /dev/kvm: TCG only")
+
+
+def _no_predictor() -> tuple[None, str]:
+    return None, "no cost model here"
+
+
 def test_full_run_offline_with_fake_backends(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -549,16 +585,21 @@ def test_full_run_offline_with_fake_backends(
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"\x7fELF")
     fake = _FakeLab(patched_per_mille=950)
-    backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox)
+    backends = cli.LabBackends(
+        runner=fake, missing=lambda: [], busybox=busybox, accel=_NO_KVM, predictor=_no_predictor
+    )
     rc = cli.main(_args("--json", "--workdir", str(wd), "--repeats", "2"), backends)
     assert rc == cli.EXIT_OK
     out = json.loads(capsys.readouterr().out)
     assert out["kernel"] == "6.12.117" and out["accel"] == "tcg"
+    assert out["accel_reason"] and out["throughput"]["status"] == "not measured"
+    assert "semantics" not in out
     names = {r["workload"] for r in out["rows"]}
     assert names == {s.workload.name for s in parse_log(SAMPLE.read_text()).samples}
     for row in out["rows"]:
         assert row["change_pct"] == pytest.approx(-5.0, abs=0.01)
         assert row["predicted_change_pct"] is None
+    assert any("no cost model here" in n for n in out["notes"])
     # Two boots per kernel, interleaved ABBA; the patch went in before the patched build.
     boots = [c for c in fake.commands if c[0] == "qemu-system-x86_64"]
     kernels = [c[c.index("-kernel") + 1].split("/")[-2].split("-")[0] for c in boots]
@@ -586,7 +627,7 @@ def test_failed_boot_names_the_step_and_keeps_its_log(
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"\x7fELF")
     fake = Panicking(patched_per_mille=1000)
-    backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox)
+    backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox, accel=_NO_KVM)
     assert cli.main(_args("--workdir", str(wd)), backends) == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert "FAILED: boot-base-0 failure" in err and "Kernel panic" in err
@@ -603,3 +644,313 @@ def test_cli_install_dry_run_prints_apt_commands(
     assert rc == cli.EXIT_OK
     assert "$ apt-get update -q" in out
     assert "apt-get install -y --no-install-recommends ccache busybox-static" in out
+
+
+# ---- predictions beside the measurement ---------------------------------------------------
+
+
+def _rows_report() -> LabReport:
+    report = LabReport("6.12.117", "tcg", notes=[NO_PREDICTION])
+    for name, change in (
+        ("pwrite1.tmpfs", -7.0),
+        ("pwrite1-1B.tmpfs", -6.0),
+        ("write1.ramfs", -5.0),
+    ):
+        report.rows.append(
+            Row(
+                name,
+                100.0,
+                100.0 + change,
+                change,
+                0.0,
+                None,
+                None,
+                0.0,
+                1,
+                1,
+                1.0,
+                1.0,
+                0.0,
+                0.0,
+                0.0,
+            )
+        )
+    return report
+
+
+def test_predictions_fill_rows_and_the_gap_in_points() -> None:
+    report = _rows_report()
+    attach_predictions(report, (), lambda name: {"pwrite1.tmpfs": -5.5, "write1.ramfs": -4.0}[name])
+    by = {r.workload: r for r in report.rows}
+    assert by["pwrite1.tmpfs"].predicted_change_pct == -5.5
+    assert by["pwrite1.tmpfs"].predicted_delta_pp == pytest.approx(-1.5)
+    assert by["write1.ramfs"].predicted_delta_pp == pytest.approx(-1.0)
+    # The cost model's pwrite1 writes 4 KiB: the 1-byte row gets no borrowed number.
+    assert by["pwrite1-1B.tmpfs"].predicted_change_pct is None
+    assert NO_PREDICTION not in report.notes
+    assert any("pwrite1-1B.tmpfs" in n and "4096" in n for n in report.notes)
+    text = render(report)
+    assert "-5.5%" in text and "n/a" in text and "Δpp" in text
+
+
+@pytest.mark.parametrize(
+    "predictor,why",
+    [
+        (lambda name: (_ for _ in ()).throw(KeyError(name)), "KeyError"),
+        (lambda name: float("nan"), "nan"),
+        (lambda name: "5%", "not a number"),
+    ],
+)
+def test_a_failing_cost_model_is_na_with_one_line_why(predictor: Any, why: str) -> None:
+    report = _rows_report()
+    attach_predictions(report, (), predictor)
+    assert all(r.predicted_change_pct is None for r in report.rows)
+    notes = [n for n in report.notes if why in n]
+    assert len(notes) == 2  # once per cost-model workload and filesystem, not per row
+    assert "\n" not in notes[0]
+
+
+def test_an_absent_cost_model_is_na(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    def no_module(name: str) -> Any:
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", no_module)
+    predictor, why = load_predictor()
+    assert predictor is None and "ImportError" in why
+    report = _rows_report()
+    attach_predictions(report, (), predictor, why)
+    assert all(r.predicted_change_pct is None for r in report.rows)
+    assert any("ImportError" in n for n in report.notes)
+
+
+# ---- the data files, for a checkout and a wheel ------------------------------------------
+
+
+def test_every_data_file_is_package_data() -> None:
+    from importlib import resources
+
+    folder = resources.files("writepath.lab").joinpath("data")
+    for name in data.DATA_FILES:
+        assert folder.joinpath(name).is_file(), name
+        assert data.data_file(name).read_bytes() == folder.joinpath(name).read_bytes()
+
+
+# ---- the Python the guest runs ----------------------------------------------------------
+
+
+def test_parse_ldd() -> None:
+    text = (
+        "\tlinux-vdso.so.1 (0x00007ffd)\n"
+        "\tlibpython3.11.so.1.0 => /opt/py/lib/libpython3.11.so.1.0 (0x00007f61)\n"
+        "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f61)\n"
+        "\t/lib64/ld-linux-x86-64.so.2 (0x00007f61)\n"
+    )
+    assert pyguest.parse_ldd(text) == [
+        "/opt/py/lib/libpython3.11.so.1.0",
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+    ]
+    with pytest.raises(pyguest.GuestPythonError):
+        pyguest.parse_ldd("\tlibffi.so.8 => not found\n")
+
+
+def test_bytecode_zip_imports_without_sources(tmp_path: Path) -> None:
+    pkg = tmp_path / "src" / "wpzip"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "inner.py").write_text("VALUE = 6 * 7\n")
+    archive = tmp_path / "b.zip"
+    archive.write_bytes(pyguest.bytecode_zip(pkg, prefix="wpzip/"))
+    import zipfile
+
+    assert sorted(zipfile.ZipFile(archive).namelist()) == ["wpzip/__init__.pyc", "wpzip/inner.pyc"]
+    code = "import wpzip.inner, sys; sys.stdout.write(str(wpzip.inner.VALUE))"
+    r = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PYTHONPATH": str(archive)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.stdout == "42", r.stderr
+
+
+def test_cpio_tree_makes_parents_and_refuses_repeats() -> None:
+    tree = CpioTree()
+    tree.add_file("usr/lib/python3.11/lib-dynload/x.so", b"abc", 0o755)
+    tree.add_symlink("bin/sh", "busybox")
+    blob = tree.archive()
+    names = re.findall(rb"070701[0-9a-f]{104}([^\0]+)\0", blob)
+    assert names[:4] == [
+        b"usr",
+        b"usr/lib",
+        b"usr/lib/python3.11",
+        b"usr/lib/python3.11/lib-dynload",
+    ]
+    assert b"bin" in names and names[-1] == b"TRAILER!!!"
+    for bad in ("bin/sh", "/abs", "a/../b"):
+        with pytest.raises(ValueError):
+            tree.add_file(bad, b"")
+
+
+# ---- the semantics replay --------------------------------------------------------------
+
+
+def _catalogue(*names: str) -> list[Any]:
+    from writepath.scenario import find_scenario, load_scenario
+
+    return [load_scenario(find_scenario(n)) for n in names]
+
+
+def _kernel_answer(size: int) -> bytes:
+    """What a kernel answers for efault-beyond-eof-grows-file: EFAULT, the 4 KiB pattern page
+    kept, and the file at ``size`` (the scenario's description: 4096 before, 8192 after)."""
+    from writepath.oracle.child import encode_file
+    from writepath.results import FileState
+    from writepath.scenario import fill
+
+    state = FileState(size, {0: fill("pattern", 4096)})
+    return json.dumps(
+        {
+            "kind": "ok",
+            "calls": [{"op": "pwrite", "ret": -1, "errno": 14, "signals": []}],
+            "files": {"target": encode_file(state, [1 << 20])},
+            "fstypes": {"target": "tmpfs"},
+            "traces": None,
+        }
+    ).encode()
+
+
+def _results(*records: dict[str, Any], done: bool = True) -> bytes:
+    lines = [guest.BOOT_PREFIX + json.dumps({"release": "6.12.117", "pid": 30})]
+    lines += [guest.RECORD_PREFIX + json.dumps(r) for r in records]
+    if done:
+        lines.append(guest.DONE_PREFIX + json.dumps({"scenarios": len(records)}))
+    return "\r\n".join(lines).encode() + b"\r\n"
+
+
+def _guest_record(name: str, raw: bytes | None, verdict: str = "ok") -> dict[str, Any]:
+    encoded = None if raw is None else base64.b64encode(raw).decode()
+    return {"name": name, "raw": encoded, "verdict": verdict, "evidence": ""}
+
+
+def test_selection_keeps_single_task_scenarios_on_the_guest_filesystems() -> None:
+    from writepath.scenario import load_catalogue
+
+    catalogue = load_catalogue()
+    sel = semantics.select_scenarios(catalogue)
+    assert sel.scenarios and len(sel.scenarios) + len(sel.not_replayed) == len(catalogue)
+    for s in sel.scenarios:
+        assert s.single_task and {f.fs for f in s.files} <= {"tmpfs", "ramfs", "ext4"}
+    assert "xfs" in sel.not_replayed["efault-beyond-eof-xfs-keeps-size"]
+
+
+def test_the_efault_scenarios_tell_the_two_designs_apart() -> None:
+    scenarios = _catalogue(
+        "efault-beyond-eof-grows-file", "efault-beyond-eof-grows-file-ext4", "pwrite1-resident"
+    )
+    sensitive = semantics.design_sensitive(scenarios)
+    assert set(sensitive) == {"efault-beyond-eof-grows-file", "efault-beyond-eof-grows-file-ext4"}
+    assert "4096" in sensitive["efault-beyond-eof-grows-file"]
+
+
+@pytest.mark.parametrize("kernel,size", [("base", 4096), ("patched", 8192)])
+def test_each_kernel_agrees_with_its_design_and_not_the_other(kernel: str, size: int) -> None:
+    (s,) = _catalogue("efault-beyond-eof-grows-file")
+    sensitive = semantics.design_sensitive([s])
+    replay = semantics.parse_results(_results(_guest_record(s.name, _kernel_answer(size))))
+    assert replay.done and replay.release == "6.12.117" and not replay.problems
+    judged = semantics.judge(kernel, [s], replay, sensitive)
+    assert judged.counts == {"agree": 1} and judged.sided == [s.name]
+    # The other kernel's answer differs from this kernel's design, on the file size.
+    other = 8192 if size == 4096 else 4096
+    replay = semantics.parse_results(_results(_guest_record(s.name, _kernel_answer(other))))
+    judged = semantics.judge(kernel, [s], replay, sensitive)
+    assert judged.counts == {"differ": 1}
+    assert "size" in judged.findings[0][2]
+
+
+def test_untrusted_guest_output_never_raises() -> None:
+    (s,) = _catalogue("efault-beyond-eof-grows-file")
+    good = _guest_record(s.name, _kernel_answer(4096))
+    blob = _results(
+        good,
+        {**good, "raw": "not base64!"},
+        {**good, "name": "../../etc/passwd"},
+        {**good, "verdict": "fine"},
+        {**good, "extra": 1},
+        done=False,
+    )
+    blob += b"wp-sem [1, 2]\nwp-sem {\nrandom kernel noise\n\xff\xfe\n" + b"wp-sem " + b"[" * 100000
+    replay = semantics.parse_results(blob)
+    assert list(replay.records) == [s.name] and not replay.done
+    assert len(replay.problems) >= 7
+    # A duplicate answer is refused; a malformed kernel answer is the oracle's error verdict.
+    replay = semantics.parse_results(_results(good, good))
+    assert any("twice" in p for p in replay.problems)
+    bad = _guest_record(s.name, b'{"kind": "ok", "calls": []}')
+    judged = semantics.judge("base", [s], semantics.parse_results(_results(bad)), {})
+    assert judged.counts == {"error": 1} and "malformed" in judged.findings[0][2]
+    # No answer at all is an error too, and an unfinished replay is a problem.
+    judged = semantics.judge("base", [s], semantics.parse_results(b""), {})
+    assert judged.counts == {"error": 1} and judged.problems
+    # The size bound.
+    huge = semantics.parse_results(b"x" * (semantics.MAX_RESULTS_BYTES + 10))
+    assert any("cut" in p for p in huge.problems)
+
+
+def test_semantics_init_mounts_what_the_oracle_pool_looks_for() -> None:
+    text = semantics.init_script()
+    assert "mount -t tmpfs writepath-shm /dev/shm" in text
+    assert "mount -t ext4 /dev/ram0 /tmp" in text
+    assert "-m writepath.lab.guest /wp/scenarios /dev/ttyS1" in text
+    assert "PYTHONHOME=/usr" in text and text.rstrip().endswith("reboot -f")
+
+
+def test_semantics_run_offline_with_fake_backends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--semantics end to end with QEMU played by the fake: the base kernel answers as 6.12,
+    the patched one answers with the base kernel's file size (a patch that did nothing)."""
+    (s,) = _catalogue("efault-beyond-eof-grows-file")
+    monkeypatch.setattr(semantics, "guest_python", lambda cache=None: [])
+
+    class Guests(_FakeLab):
+        def run(self, stage, argv, *, log, timeout, cwd=None, env=None):  # type: ignore[no-untyped-def]
+            res = super().run(stage, argv, log=log, timeout=timeout, cwd=cwd, env=env)
+            if stage.startswith("semantics-"):
+                out = Path(argv[argv.index("-serial", argv.index("-serial") + 1) + 1][5:])
+                out.write_bytes(_results(_guest_record(s.name, _kernel_answer(4096))))
+            return res
+
+    wd = tmp_path / "wd"
+    tree = wd / "src" / "linux-source-6.12"
+    tree.mkdir(parents=True)
+    (tree / ".writepath-unpacked").touch()
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF")
+    fake = Guests(patched_per_mille=1000)
+    backends = cli.LabBackends(
+        runner=fake, missing=lambda: [], busybox=busybox, accel=_NO_KVM, catalogue=[s]
+    )
+    rc = cli.main(_args("--semantics", "--json", "--workdir", str(wd)), backends)
+    assert rc == cli.EXIT_DIFFER
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == []
+    sem = out["semantics"]
+    assert sem["scenarios"] == 1
+    assert sem["kernels"]["base"]["agree"] == 1 and sem["kernels"]["base"]["design"] == "v6.13"
+    assert sem["kernels"]["patched"]["differ"] == 1
+    assert sem["kernels"]["base"]["design_sensitive_confirmed"] == [s.name]
+    assert not any(c[0] == "qemu-system-x86_64" and "-icount" in c for c in fake.commands)
+    assert (wd / "guest" / "semantics.cpio.gz").exists()
+
+
+def test_semantics_without_a_catalogue_is_a_skip_with_the_reason(tmp_path: Path) -> None:
+    wd = cli.Workdir(tmp_path / "wd")
+    run = semantics.run_semantics(Runner(dry_run=True), wd, {}, tmp_path / "busybox", [])
+    assert run.stage.status is Status.SKIPPED and "scenarios/" in run.stage.detail
+    assert run.report is None

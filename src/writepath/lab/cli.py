@@ -1,7 +1,8 @@
 """``writepath lab``: the command line of the lab (wired into ``writepath`` by cli.py).
 
-Exit status: 0 done, 2 a stage failed or bad usage, 3 skipped because the machine lacks
-something (a package, a file), 4 an internal error of the lab.
+Exit status: 0 done, 1 the semantics replay found a kernel disagreeing with its design, 2 a stage
+failed or bad usage, 3 skipped because the machine lacks something (a package, a file), 4 an
+internal error of the lab.
 """
 
 from __future__ import annotations
@@ -13,16 +14,32 @@ import shlex
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from writepath.lab import data, packages
-from writepath.lab.initramfs import GuestPlan
+from writepath.lab.initramfs import BOOT_LINE, GuestPlan
 from writepath.lab.parse import BootRecord, parse_log
-from writepath.lab.qemu import QemuParams, detect_accel
-from writepath.lab.report import compute, render
+from writepath.lab.qemu import (
+    KVM_PROBE_TIMEOUT,
+    AccelInfo,
+    QemuParams,
+    detect_accel,
+    kvm_probe_argv,
+)
+from writepath.lab.report import (
+    LabReport,
+    Predictor,
+    attach_predictions,
+    compute,
+    load_predictor,
+    render,
+)
 from writepath.lab.runner import Runner, StageResult, Status
+from writepath.lab.semantics import render as render_semantics
+from writepath.lab.semantics import run_semantics
 from writepath.lab.stages import (
     BUSYBOX,
     SOURCE_TARBALL,
@@ -36,8 +53,10 @@ from writepath.lab.stages import (
     unpack,
 )
 from writepath.lab.workloads import select
+from writepath.scenario import Scenario
 
 EXIT_OK = 0
+EXIT_DIFFER = 1
 EXIT_ERROR = 2
 EXIT_SKIPPED = 3
 EXIT_INTERNAL = 4
@@ -58,12 +77,17 @@ DEFAULT_ROUNDS = 5
 
 @dataclass
 class LabBackends:
-    """What tests replace: the command runner, the package check, the host files the lab reads."""
+    """What tests replace: the command runner, the package check, the host files the lab reads,
+    what the machine offers, the cost model's predictions and the scenario catalogue."""
 
     runner: Runner | None = None
     missing: Any = field(default=packages.missing)
     tarball: Path = SOURCE_TARBALL
     busybox: Path = BUSYBOX
+    accel: Callable[[], AccelInfo] = field(default=detect_accel)
+    predictor: Callable[[], tuple[Predictor | None, str]] = field(default=load_predictor)
+    #: None: the project's catalogue (scenario.load_catalogue).
+    catalogue: Sequence[Scenario] | None = None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -94,7 +118,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--full",
         action="store_true",
-        help=f"the complete A/B: every workload, {FULL_REPEATS} boots per kernel",
+        help=f"the complete A/B: every workload, {FULL_REPEATS} boots per kernel, and the "
+        "semantics replay",
+    )
+    p.add_argument(
+        "--semantics",
+        action="store_true",
+        help="only the semantics replay: the catalogue's single-task scenarios through the "
+        "oracle inside each guest (base against v6.13, patched against v6.14)",
     )
     p.add_argument(
         "--repeats", type=int, default=None, help=f"boots per kernel ({DEFAULT_REPEATS})"
@@ -134,7 +165,7 @@ def _check(backends: LabBackends) -> int:
         mark = "missing  " if p in absent else "installed"
         print(f"{mark} {p.name:18} {p.why}")
     print("note: Debian has no package with QEMU's plugin header; wp_insns.c declares its API")
-    accel = detect_accel()
+    accel = backends.accel()
     print(f"accel: {accel.accel} (kvm: {accel.kvm}; {accel.note})")
     if absent:
         print("install with: " + shlex.join(packages.install_argv(absent)))
@@ -249,7 +280,7 @@ def _run(args: argparse.Namespace, runner: Runner, backends: LabBackends) -> int
         print("install them with: writepath lab --install", file=sys.stderr)
         return EXIT_SKIPPED
     wd = Workdir(args.workdir or DEFAULT_WORKDIR)
-    accel = detect_accel()
+    accel = backends.accel()
     runner.say(f"accel: {accel.accel} (kvm: {accel.kvm}; {accel.note})")
     runner.say(f"work directory: {wd.root}")
 
@@ -267,43 +298,132 @@ def _run(args: argparse.Namespace, runner: Runner, backends: LabBackends) -> int
             f"{built.image} in {built.stage.elapsed:.1f} s"
         )
         images[variant.name] = built.image
-    plan = GuestPlan(workloads, args.ops, args.warmup, args.rounds)
-    guest = build_guest(runner, wd, plan, backends.busybox)
-    if not guest.stage.ok:
-        return _stage_exit(runner, guest.stage)
-
+    paths = not args.semantics or args.full
+    semantics = args.semantics or args.full
+    kernel = tree_version(wd.tree)
+    report = LabReport(kernel=kernel, accel=accel.accel)
     run_logs = wd.logs / time.strftime("run-%Y%m%d-%H%M%S")
-    records: dict[str, list[BootRecord]] = {"base": [], "patched": []}
-    params = QemuParams(accel=accel.accel)
-    for rep in range(repeats):
-        # ABBA order: neither kernel always boots first.
-        order = ("base", "patched") if rep % 2 == 0 else ("patched", "base")
-        for name in order:
-            req = BootRequest(
-                name, rep, images[name], guest, params, run_logs / f"boot-{rep}-{name}.log"
-            )
-            res = boot(runner, req)
-            if not res.stage.ok:
-                return _stage_exit(runner, res.stage)
-            records[name].append(res.record)
-            if not runner.dry_run:
-                runner.say(
-                    f"{res.stage.stage}: {len(res.record.samples)} rounds in "
-                    f"{res.stage.elapsed:.1f} s"
+    if paths:
+        plan = GuestPlan(workloads, args.ops, args.warmup, args.rounds)
+        guest = build_guest(runner, wd, plan, backends.busybox)
+        if not guest.stage.ok:
+            return _stage_exit(runner, guest.stage)
+        records: dict[str, list[BootRecord]] = {"base": [], "patched": []}
+        params = QemuParams(accel=accel.accel)
+        for rep in range(repeats):
+            # ABBA order: neither kernel always boots first.
+            order = ("base", "patched") if rep % 2 == 0 else ("patched", "base")
+            for name in order:
+                req = BootRequest(
+                    name, rep, images[name], guest, params, run_logs / f"boot-{rep}-{name}.log"
                 )
+                res = boot(runner, req)
+                if not res.stage.ok:
+                    return _stage_exit(runner, res.stage)
+                records[name].append(res.record)
+                if not runner.dry_run:
+                    runner.say(
+                        f"{res.stage.stage}: {len(res.record.samples)} rounds in "
+                        f"{res.stage.elapsed:.1f} s"
+                    )
+        accel = _probe_kvm(runner, wd, accel, images["base"], guest.initramfs)
+        if not runner.dry_run:
+            kernel = next((r.release for r in records["base"] if r.release), kernel)
+            report = compute(kernel, accel.accel, records["base"], records["patched"])
+            report.notes.append(
+                f"{repeats} boots per kernel; per boot the fewest-instruction of {args.rounds} "
+                f"rounds of {args.ops} ops (whole cycles for write1, fsbuffer-w); logs: {run_logs}"
+            )
+            predictor, unavailable = backends.predictor()
+            attach_predictions(report, workloads, predictor, unavailable)
+    report.accel_reason = accel.note
+    report.kvm = accel.kvm
+    report.throughput = _throughput(accel)
+    exit_code = EXIT_OK
+    if semantics:
+        sem = run_semantics(runner, wd, images, backends.busybox, backends.catalogue)
+        if not sem.stage.ok:
+            return _stage_exit(runner, sem.stage)
+        if sem.report is not None:
+            report.semantics = sem.report.to_json()
+            if any(k.counts.get("differ", 0) for k in sem.report.kernels):
+                exit_code = EXIT_DIFFER
     if runner.dry_run:
         return EXIT_OK
-    kernel = next((r.release for r in records["base"] if r.release), tree_version(wd.tree))
-    report = compute(kernel, accel.accel, records["base"], records["patched"])
-    report.notes.append(
-        f"{repeats} boots per kernel; per boot the fewest-instruction of {args.rounds} rounds "
-        f"of {args.ops} ops (whole cycles for write1, fsbuffer-w); logs: {run_logs}"
-    )
-    report.notes.append(f"kvm: {accel.kvm} ({accel.note})")
-    result_json = run_logs / "report.json"
-    result_json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    run_logs.mkdir(parents=True, exist_ok=True)
+    (run_logs / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print(render(report))
-    return EXIT_OK
+        if paths:
+            print(render(report))
+        else:
+            print(f"# writepath lab: Linux {report.kernel}, accel={report.accel}")
+        print(f"# accel: {report.accel}: {report.accel_reason}")
+        print(f"# throughput: {report.throughput['status']}: {report.throughput['reason']}")
+        if sem_report := (sem.report if semantics else None):
+            print(render_semantics(sem_report))
+    return exit_code
+
+
+#: Where the KVM probe's answer is kept, so it is not paid for at every run.
+KVM_PROBE_FILE = "kvm-probe.json"
+
+
+def _probe_kvm(
+    runner: Runner, wd: Workdir, accel: AccelInfo, image: Path, initramfs: Path
+) -> AccelInfo:
+    """Whether the lab's base kernel boots under ``-accel kvm -cpu host``; the answer in the note.
+
+    Only tried when /dev/kvm is there; kept in the work directory per image and kvm kind. The lab
+    counts path length under TCG either way (the plugin needs TCG); a kernel that boots under
+    KVM would open the way to throughput, which the lab does not measure yet.
+    """
+    if accel.kvm == "none":
+        return accel
+    argv = kvm_probe_argv(QemuParams(), image, initramfs)
+    log = wd.logs / "kvm-probe.log"
+    if runner.dry_run:
+        runner.run("kvm-probe", argv, log=log, timeout=KVM_PROBE_TIMEOUT)
+        return accel
+    key = f"{image}|{accel.kvm}"
+    cache = wd.root / KVM_PROBE_FILE
+    try:
+        doc = json.loads(cache.read_text())
+        if isinstance(doc, dict) and doc.get("key") == key and isinstance(doc.get("note"), str):
+            return AccelInfo(accel.accel, accel.kvm, f"{accel.note}; {doc['note']}")
+    except (OSError, ValueError):
+        pass
+    res = runner.run("kvm-probe", argv, log=log, timeout=KVM_PROBE_TIMEOUT)
+    try:
+        text = log.read_text(errors="replace")[-64 << 10 :]
+    except OSError:
+        text = ""
+    if BOOT_LINE in text:
+        note = "probe: the 6.12 kernel boots under -accel kvm -cpu host"
+    else:
+        # QEMU's own complaint, when it made one, says why (on PVM: an MSR it cannot set).
+        said = next((ln.strip() for ln in text.splitlines() if "error" in ln.lower()), "")
+        note = (
+            f"probe: the 6.12 kernel did not reach the guest's first line under -accel kvm "
+            f"-cpu host ({res.status.value} after {res.elapsed:.0f} s"
+            + (f"; {said[:160]}" if said else "")
+            + f"; log {log})"
+        )
+    cache.write_text(json.dumps({"key": key, "note": note}) + "\n")
+    return AccelInfo(accel.accel, accel.kvm, f"{accel.note}; {note}")
+
+
+def _throughput(accel: AccelInfo) -> dict[str, str]:
+    """What the report says about ops/s: never a TCG wall-clock figure as a gain."""
+    if accel.kvm == "hardware" and "boots under -accel kvm" in accel.note:
+        reason = (
+            "KVM boots the lab's kernels here, but interleaved A/B throughput boots with a "
+            "confidence interval are not implemented (no machine to test them on)"
+        )
+    else:
+        reason = (
+            "no usable KVM for stock kernels, so no throughput; wall-clock under TCG is the "
+            "emulator's speed and is reported as noise only"
+        )
+    return {"status": "not measured", "reason": reason}

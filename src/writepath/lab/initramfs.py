@@ -84,3 +84,42 @@ def build_initramfs(plan: GuestPlan, bench: Path, busybox: Path) -> bytes:
     parts.append(_entry("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()))
     parts.append(_entry("TRAILER!!!", 0))
     return b"".join(parts)
+
+
+class CpioTree:
+    """A newc archive built entry by entry; each entry's parent directories come first."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._dirs: set[str] = set()
+        self._names: set[str] = set()
+
+    def _claim(self, name: str) -> None:
+        if not name or name.startswith("/") or ".." in name.split("/") or name in self._names:
+            raise ValueError(f"bad or repeated archive path {name!r}")
+        parent = name.rpartition("/")[0]
+        if parent:
+            self.add_dir(parent)
+        self._names.add(name)
+
+    def add_dir(self, name: str) -> None:
+        if name in self._dirs:
+            return
+        self._claim(name)
+        self._dirs.add(name)
+        self._parts.append(_entry(name, stat.S_IFDIR | 0o755))
+
+    def add_file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._claim(name)
+        self._parts.append(_entry(name, stat.S_IFREG | mode, data))
+
+    def add_symlink(self, name: str, target: str) -> None:
+        self._claim(name)
+        self._parts.append(_entry(name, stat.S_IFLNK | 0o777, target.encode()))
+
+    def add_char_device(self, name: str, major: int, minor: int) -> None:
+        self._claim(name)
+        self._parts.append(_entry(name, stat.S_IFCHR | 0o600, rdev=(major, minor)))
+
+    def archive(self) -> bytes:
+        return b"".join([*self._parts, _entry("TRAILER!!!", 0)])

@@ -31,6 +31,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("xz-utils", "unpacking linux-source-6.12.tar.xz"),
     Package("patch", "applying the project's patch to the 6.12 tree"),
     Package("ccache", "the patched build recompiles only what the patch changed"),
+    Package("e2fsprogs", "mkfs.ext4: the semantics guest's ext4 image"),
+    Package("binutils", "strip: the guest's copy of libpython without debug sections"),
 )
 
 

@@ -93,3 +93,69 @@ def qemu_argv(params: QemuParams, kernel: Path, initrd: Path, plugin: Path) -> l
         "stdio",
         "-no-reboot",
     ]
+
+
+#: A stock kernel under working KVM reaches the guest's first line in a second or two; a PVM
+#: /dev/kvm never gets there. The probe gives it this long.
+KVM_PROBE_TIMEOUT = 30.0
+
+
+def kvm_probe_argv(params: QemuParams, kernel: Path, initrd: Path) -> list[str]:
+    """Boot ``kernel`` under KVM with ``-cpu host`` (no plugin, no -icount: those are TCG's)."""
+    return [
+        params.binary,
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-smp",
+        "1",
+        "-m",
+        str(params.memory_mb),
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initrd),
+        "-append",
+        params.append,
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ]
+
+
+def semantics_argv(
+    params: QemuParams, kernel: Path, initrd: Path, results: Path, memory_mb: int
+) -> list[str]:
+    """The semantics guest: TCG without -icount or plugin (nothing is counted), more memory,
+    and a second serial port whose output (the replay's records) goes to ``results``."""
+    return [
+        params.binary,
+        "-accel",
+        "tcg",
+        "-cpu",
+        params.cpu,
+        "-smp",
+        "1",
+        "-m",
+        str(memory_mb),
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initrd),
+        "-append",
+        params.append,
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-serial",
+        f"file:{results}",
+        "-no-reboot",
+    ]

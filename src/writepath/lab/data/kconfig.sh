@@ -52,6 +52,16 @@ want FUTEX y "static glibc (busybox-static) expects futexes"
 want POSIX_TIMERS y "busybox sleep and timers"
 want UNIX98_PTYS n "no terminals needed"
 want MODULES n "everything built in: no module loading in the guest"
+# For the semantics replay (writepath lab --semantics): the oracle's own code runs in the guest.
+want BLOCK y "the block layer, for ext4 (the third filesystem the replay covers)"
+want BLK_DEV y "the block-device drivers menu, for the ramdisk below"
+want BLK_DEV_RAM y "brd: ext4 lives on /dev/ram0 (an image made by mkfs.ext4 on the host), no PCI or IRQ setup needed"
+want BLK_DEV_RAM_COUNT 1 "one ramdisk is enough"
+want BLK_DEV_RAM_SIZE 65536 "64 MiB, the size of the oracle's own ext4 loop images"
+want EXT4_FS y "ext4: one of the generic filesystems whose loop the seed changes"
+want FILE_LOCKING y "the oracle's scratch directories hold an flock()ed owner file"
+want ADVISE_SYSCALLS y "posix_fadvise(DONTNEED) evicts the uncached files of the catalogue"
+want PROC_PAGE_MONITOR y "the oracle checks page-table residency of its regions in /proc/self/pagemap"
 
 make -s -C "$src" O="$obj" ARCH=x86_64 olddefconfig >/dev/null
 
