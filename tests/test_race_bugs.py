@@ -1,0 +1,126 @@
+"""Filesystem bugs the short-copy path exposed (facts.md §3), each as a model-only filesystem
+with its fixed form, explored under v6.13 and v6.14: which schedules reach the bug, and that the
+fixed form passes every schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from writepath.explorer.engine import matching_schedules, replay, short_copies
+from writepath.explorer.workers import explore_bounded
+from writepath.kernel.bug import WARN
+from writepath.kernel.fs import MODEL_ONLY, WRITE_LOOP, filesystems
+from writepath.results import RunResult
+from writepath.scenario import Scenario, load_scenario, parse_scenario
+
+RACE = Path(__file__).resolve().parents[1] / "scenarios" / "race"
+ZEROS = bytes(4096)
+
+
+def race(name: str) -> Scenario:
+    return load_scenario(RACE / f"{name}.toml")
+
+
+def alone(fs: str) -> Scenario:
+    """One task: a page written into a new file from two untouched (non-resident) anonymous
+    pages, the source starting half-way into the first."""
+    doc: dict[str, Any] = {
+        "name": f"alone-{fs}",
+        "file": [{"name": "target", "fs": fs, "size": 0}],
+        "region": [{"name": "buf", "pages": 2, "kind": "anon"}],
+        "call": [{"op": "pwrite", "file": "target", "iov": [["buf", 2048, 4096]], "pos": 0}],
+    }
+    return parse_scenario(doc)
+
+
+def warned(result: RunResult) -> list[tuple[Any, Any]]:
+    return [(a, b) for kind, _pid, a, b in result.events if kind == WARN]
+
+
+def violations(search: Any) -> set[str]:
+    return {v["property"] for v in search.to_json()["violations"]}
+
+
+def all_schedules(s: Scenario, design: str) -> list[tuple[dict[str, Any], RunResult]]:
+    return matching_schedules(s, design, 2, lambda r: True)
+
+
+def assert_wrote_a_page_of_zeros(result: RunResult) -> None:
+    assert result.verdict == "ok"
+    assert result.calls[0].ret == 4096 and result.calls[0].errno is None
+    assert result.files["target"].size == 4096
+    assert result.files["target"].read(0, 4096) == ZEROS
+
+
+def test_the_bug_forms_are_registered_as_model_only() -> None:
+    fss = filesystems()
+    assert {"ext4-journal-2015"} <= MODEL_ONLY <= set(fss)
+    assert WRITE_LOOP["ext4-journal-2015"] == "generic_perform_write"
+    # The 2015 form differs from data=journal of today only in its write_end.
+    old, new = fss["ext4-journal-2015"], fss["ext4-journal"]
+    assert old.a_ops.write_begin is new.a_ops.write_begin
+    assert old.a_ops.write_end is not new.a_ops.write_end
+    assert (old.max_folio_order, old.backed) == (new.max_folio_order, new.backed)
+
+
+# --- ext4 data=journal, 2015 -------------------------------------------------------------------
+
+
+def test_ext4_journal_2015_v6_13_alone_never_copies_short() -> None:
+    """v6.13 prefaults: alone, its copy never comes back short, so the bug is not reached."""
+    search = explore_bounded(alone("ext4-journal-2015"), "v6.13", 2)
+    assert search.complete and search.tally.schedules == 1
+    assert violations(search) == set()
+    r = replay(alone("ext4-journal-2015"), "v6.13", "-").result
+    assert short_copies(r) == 0 and warned(r) == []
+    assert_wrote_a_page_of_zeros(r)
+
+
+def test_ext4_journal_2015_v6_13_needs_the_racing_dontneed() -> None:
+    s = race("race-ext4-journal-2015-dontneed")
+    search = explore_bounded(s, "v6.13", 2)
+    assert search.complete
+    assert violations(search) == {"journalled-buffer-dirty"}
+    runs = all_schedules(s, "v6.13")
+    bad = [(rec, r) for rec, r in runs if warned(r)]
+    assert bad and len(bad) < len(runs)
+    # The default schedule (the dropper runs after the write) is clean; every bad schedule has
+    # the dropper preempt the writer, and its copy came back short.
+    assert all(rec["schedule"] != "-" and "dropper" in rec["schedule"] for rec, _ in bad)
+    assert all(short_copies(r) > 0 for _, r in bad)
+    rec, r = bad[0]
+    assert rec["preemptions"] == 1
+    assert warned(r) == [("warn_dirty_buffer", "target: block 0 has BH_Dirty as it is journalled")]
+    # What the write did is still right: the bug is the buffer's state, not the bytes.
+    assert_wrote_a_page_of_zeros(r)
+    again = replay(s, "v6.13", rec["schedule"])
+    assert [p for p, _ in again.record["violations"]] == ["journalled-buffer-dirty"]
+
+
+def test_ext4_journal_2015_v6_14_alone_reaches_the_bug() -> None:
+    search = explore_bounded(alone("ext4-journal-2015"), "v6.14", 2)
+    assert violations(search) == {"journalled-buffer-dirty"}
+    r = replay(alone("ext4-journal-2015"), "v6.14", "-").result
+    assert short_copies(r) == 1 and len(warned(r)) == 1
+    assert_wrote_a_page_of_zeros(r)
+
+
+def test_ext4_journal_2015_v6_14_reaches_it_on_every_schedule() -> None:
+    runs = all_schedules(race("race-ext4-journal-2015-dontneed"), "v6.14")
+    assert len(runs) > 1 and all(warned(r) for _, r in runs)
+
+
+@pytest.mark.parametrize("design", ["v6.13", "v6.14"])
+def test_ext4_journal_fixed_passes_every_schedule(design: str) -> None:
+    for s in (race("race-ext4-journal-dontneed"), alone("ext4-journal")):
+        search = explore_bounded(s, design, 2)
+        assert search.complete and violations(search) == set()
+        runs = all_schedules(s, design)
+        for _, r in runs:
+            assert warned(r) == []
+            assert_wrote_a_page_of_zeros(r)
+        # Not vacuous: some schedule went down the zero-copy path the bug was on.
+        assert (design == "v6.13" and s.single_task) or any(short_copies(r) for _, r in runs)
