@@ -32,6 +32,8 @@ NEW_FILESYSTEMS = (
     "fuse",
     "tmpfs-huge",
     "ext4-journal-2015",
+    "orangefs",
+    "orangefs-2025",
 )
 LOOPS = ("generic_perform_write", "iomap_write_iter", "btrfs_buffered_write", "fuse_perform_write")
 

@@ -55,35 +55,59 @@ def assert_wrote_a_page_of_zeros(result: RunResult) -> None:
     assert result.files["target"].read(0, 4096) == ZEROS
 
 
+#: (bug form, fixed form, the property the bug breaks, the WARN that shows it, its detail)
+BUGS = [
+    (
+        "ext4-journal-2015",
+        "ext4-journal",
+        "journalled-buffer-dirty",
+        "warn_dirty_buffer",
+        "target: block 0 has BH_Dirty as it is journalled",
+    ),
+    (
+        "orangefs-2025",
+        "orangefs",
+        "orangefs-write-range",
+        "orangefs_writepage_locked",
+        "target: write range [0, 4096) of folio 0 is not inside i_size 0",
+    ),
+]
+IDS = [b[0] for b in BUGS]
+
+
 def test_the_bug_forms_are_registered_as_model_only() -> None:
     fss = filesystems()
-    assert {"ext4-journal-2015"} <= MODEL_ONLY <= set(fss)
-    assert WRITE_LOOP["ext4-journal-2015"] == "generic_perform_write"
-    # The 2015 form differs from data=journal of today only in its write_end.
-    old, new = fss["ext4-journal-2015"], fss["ext4-journal"]
-    assert old.a_ops.write_begin is new.a_ops.write_begin
-    assert old.a_ops.write_end is not new.a_ops.write_end
-    assert (old.max_folio_order, old.backed) == (new.max_folio_order, new.backed)
+    assert {"ext4-journal-2015", "orangefs", "orangefs-2025"} <= MODEL_ONLY <= set(fss)
+    for bug, fixed, *_ in BUGS:
+        assert WRITE_LOOP[bug] == WRITE_LOOP[fixed] == "generic_perform_write"
+        # Each bug form differs from its fixed form only in its write_end.
+        old, new = fss[bug], fss[fixed]
+        assert old.a_ops.write_begin is new.a_ops.write_begin
+        assert old.a_ops.write_end is not new.a_ops.write_end
+        assert (old.max_folio_order, old.backed) == (new.max_folio_order, new.backed)
 
 
-# --- ext4 data=journal, 2015 -------------------------------------------------------------------
-
-
-def test_ext4_journal_2015_v6_13_alone_never_copies_short() -> None:
+@pytest.mark.parametrize(("bug", "fixed", "prop", "where", "what"), BUGS, ids=IDS)
+def test_v6_13_alone_never_copies_short(
+    bug: str, fixed: str, prop: str, where: str, what: str
+) -> None:
     """v6.13 prefaults: alone, its copy never comes back short, so the bug is not reached."""
-    search = explore_bounded(alone("ext4-journal-2015"), "v6.13", 2)
+    search = explore_bounded(alone(bug), "v6.13", 2)
     assert search.complete and search.tally.schedules == 1
     assert violations(search) == set()
-    r = replay(alone("ext4-journal-2015"), "v6.13", "-").result
+    r = replay(alone(bug), "v6.13", "-").result
     assert short_copies(r) == 0 and warned(r) == []
     assert_wrote_a_page_of_zeros(r)
 
 
-def test_ext4_journal_2015_v6_13_needs_the_racing_dontneed() -> None:
-    s = race("race-ext4-journal-2015-dontneed")
+@pytest.mark.parametrize(("bug", "fixed", "prop", "where", "what"), BUGS, ids=IDS)
+def test_v6_13_needs_the_racing_dontneed(
+    bug: str, fixed: str, prop: str, where: str, what: str
+) -> None:
+    s = race(f"race-{bug}-dontneed")
     search = explore_bounded(s, "v6.13", 2)
     assert search.complete
-    assert violations(search) == {"journalled-buffer-dirty"}
+    assert violations(search) == {prop}
     runs = all_schedules(s, "v6.13")
     bad = [(rec, r) for rec, r in runs if warned(r)]
     assert bad and len(bad) < len(runs)
@@ -93,29 +117,36 @@ def test_ext4_journal_2015_v6_13_needs_the_racing_dontneed() -> None:
     assert all(short_copies(r) > 0 for _, r in bad)
     rec, r = bad[0]
     assert rec["preemptions"] == 1
-    assert warned(r) == [("warn_dirty_buffer", "target: block 0 has BH_Dirty as it is journalled")]
-    # What the write did is still right: the bug is the buffer's state, not the bytes.
+    assert warned(r) == [(where, what)]
+    # What the write did is still right: the bug is the filesystem's state, not the bytes.
     assert_wrote_a_page_of_zeros(r)
     again = replay(s, "v6.13", rec["schedule"])
-    assert [p for p, _ in again.record["violations"]] == ["journalled-buffer-dirty"]
+    assert [p for p, _ in again.record["violations"]] == [prop]
 
 
-def test_ext4_journal_2015_v6_14_alone_reaches_the_bug() -> None:
-    search = explore_bounded(alone("ext4-journal-2015"), "v6.14", 2)
-    assert violations(search) == {"journalled-buffer-dirty"}
-    r = replay(alone("ext4-journal-2015"), "v6.14", "-").result
-    assert short_copies(r) == 1 and len(warned(r)) == 1
+@pytest.mark.parametrize(("bug", "fixed", "prop", "where", "what"), BUGS, ids=IDS)
+def test_v6_14_alone_reaches_the_bug(
+    bug: str, fixed: str, prop: str, where: str, what: str
+) -> None:
+    search = explore_bounded(alone(bug), "v6.14", 2)
+    assert violations(search) == {prop}
+    r = replay(alone(bug), "v6.14", "-").result
+    assert short_copies(r) == 1 and warned(r) == [(where, what)]
     assert_wrote_a_page_of_zeros(r)
 
 
-def test_ext4_journal_2015_v6_14_reaches_it_on_every_schedule() -> None:
-    runs = all_schedules(race("race-ext4-journal-2015-dontneed"), "v6.14")
+@pytest.mark.parametrize(("bug", "fixed", "prop", "where", "what"), BUGS, ids=IDS)
+def test_v6_14_reaches_it_on_every_schedule(
+    bug: str, fixed: str, prop: str, where: str, what: str
+) -> None:
+    runs = all_schedules(race(f"race-{bug}-dontneed"), "v6.14")
     assert len(runs) > 1 and all(warned(r) for _, r in runs)
 
 
 @pytest.mark.parametrize("design", ["v6.13", "v6.14"])
-def test_ext4_journal_fixed_passes_every_schedule(design: str) -> None:
-    for s in (race("race-ext4-journal-dontneed"), alone("ext4-journal")):
+@pytest.mark.parametrize("fixed", [b[1] for b in BUGS])
+def test_the_fixed_form_passes_every_schedule(fixed: str, design: str) -> None:
+    for s in (race(f"race-{fixed}-dontneed"), alone(fixed)):
         search = explore_bounded(s, design, 2)
         assert search.complete and violations(search) == set()
         runs = all_schedules(s, design)

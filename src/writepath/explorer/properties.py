@@ -16,6 +16,9 @@
 - each filesystem's own invariants (``FS_INVARIANTS``, by filesystem name):
   ``journalled-buffer-dirty``: a data=journal buffer never has BH_Dirty (the journal writes
   it: BH_JBDDirty only); the ext4 data=journal bug of 2015 breaks it.
+  ``orangefs-write-range``: an orangefs folio's write range lies inside the file when writeback
+  sends it (no warning from orangefs_writepage_locked()) and at the end of the run; the orangefs
+  bug of 2025 breaks it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from writepath.judge import consistency_violations
 from writepath.kernel.buffer import BufferHeads
 from writepath.kernel.bug import WARN
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.fs.orangefs import folio_write_range
 from writepath.kernel.pagecache import Folio
 from writepath.kernel.tracepoints import Event
 from writepath.kernel.vfs import Inode
@@ -165,11 +169,40 @@ def journalled_buffers_clean(name: str, inode: Inode, events: list[Event]) -> li
     return out
 
 
+def orangefs_write_ranges_inside(
+    name: str, inode: Inode, events: list[Event]
+) -> list[tuple[str, str]]:
+    """orangefs: every write range writeback sent was inside i_size (no warning from
+    orangefs_writepage_locked()), and every range still waiting to be sent is: it starts
+    before i_size and ends at most at i_size."""
+    out: list[tuple[str, str]] = []
+    for kind, _pid, where, what in events:
+        if (
+            kind == WARN
+            and where == "orangefs_writepage_locked"
+            and str(what).startswith(f"{inode.name}:")
+        ):
+            out.append(("orangefs-write-range", str(what)))
+    for folio in _file_folios(inode):
+        wr = folio_write_range(folio)
+        if wr is not None and not (wr.pos < inode.i_size and wr.pos + wr.len <= inode.i_size):
+            out.append(
+                (
+                    "orangefs-write-range",
+                    f"{name}: folio {folio.index} keeps write range [{wr.pos}, "
+                    f"{wr.pos + wr.len}) for i_size {inode.i_size}",
+                )
+            )
+    return out
+
+
 #: Invariants of one filesystem's own state, by filesystem name: (file name, inode, the run's
 #: event log) -> problems.
 FS_INVARIANTS: dict[str, Callable[[str, Inode, list[Event]], list[tuple[str, str]]]] = {
     "ext4-journal": journalled_buffers_clean,
     "ext4-journal-2015": journalled_buffers_clean,
+    "orangefs": orangefs_write_ranges_inside,
+    "orangefs-2025": orangefs_write_ranges_inside,
 }
 
 

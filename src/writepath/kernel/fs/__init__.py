@@ -7,6 +7,7 @@ from writepath.kernel.fs.ext2 import ext2
 from writepath.kernel.fs.ext4 import ext4, ext4_journal, ext4_journal_2015, ext4_nodelalloc
 from writepath.kernel.fs.fuse import fuse
 from writepath.kernel.fs.libfs import ramfs
+from writepath.kernel.fs.orangefs import orangefs, orangefs_2025
 from writepath.kernel.fs.shmem import tmpfs
 from writepath.kernel.fs.shmem_huge import tmpfs_huge
 from writepath.kernel.fs.xfs import xfs
@@ -27,6 +28,8 @@ def filesystems() -> dict[str, FileSystem]:
         "fuse": fuse(),
         "tmpfs-huge": tmpfs_huge(),
         "ext4-journal-2015": ext4_journal_2015(),
+        "orangefs": orangefs(),
+        "orangefs-2025": orangefs_2025(),
     }
 
 
@@ -43,9 +46,11 @@ WRITE_LOOP = {
     "btrfs": "btrfs_buffered_write",
     "fuse": "fuse_perform_write",
     "ext4-journal-2015": "generic_perform_write",
+    "orangefs": "generic_perform_write",
+    "orangefs-2025": "generic_perform_write",
 }
 
-#: Filesystems that exist only in the model: old or fixed-up forms of a filesystem, kept to run
-#: a historical bug against today's write loop. No kernel of this machine has them, so the
-#: oracle cannot mount them and ``diff`` skips them.
-MODEL_ONLY = frozenset({"ext4-journal-2015"})
+#: Filesystems that exist only in the model: old forms of a filesystem, kept to run a historical
+#: bug against today's write loop, and orangefs (it needs an OrangeFS server, which this machine
+#: does not run). The oracle cannot mount them and ``diff`` skips them.
+MODEL_ONLY = frozenset({"ext4-journal-2015", "orangefs", "orangefs-2025"})
