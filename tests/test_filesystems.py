@@ -34,6 +34,7 @@ NEW_FILESYSTEMS = (
     "ext4-journal-2015",
     "orangefs",
     "orangefs-2025",
+    "gfs2",
 )
 LOOPS = ("generic_perform_write", "iomap_write_iter", "btrfs_buffered_write", "fuse_perform_write")
 

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from writepath import run_scenario
 from writepath.explorer.engine import matching_schedules, replay, short_copies
 from writepath.explorer.workers import explore_bounded
+from writepath.judge import judge
 from writepath.kernel.bug import WARN
 from writepath.kernel.fs import MODEL_ONLY, WRITE_LOOP, filesystems
 from writepath.results import RunResult
-from writepath.scenario import Scenario, load_scenario, parse_scenario
+from writepath.scenario import Scenario, fill, load_scenario, parse_scenario
 
 RACE = Path(__file__).resolve().parents[1] / "scenarios" / "race"
 ZEROS = bytes(4096)
@@ -77,7 +79,7 @@ IDS = [b[0] for b in BUGS]
 
 def test_the_bug_forms_are_registered_as_model_only() -> None:
     fss = filesystems()
-    assert {"ext4-journal-2015", "orangefs", "orangefs-2025"} <= MODEL_ONLY <= set(fss)
+    assert {"ext4-journal-2015", "orangefs", "orangefs-2025", "gfs2"} <= MODEL_ONLY <= set(fss)
     for bug, fixed, *_ in BUGS:
         assert WRITE_LOOP[bug] == WRITE_LOOP[fixed] == "generic_perform_write"
         # Each bug form differs from its fixed form only in its write_end.
@@ -155,3 +157,63 @@ def test_the_fixed_form_passes_every_schedule(fixed: str, design: str) -> None:
             assert_wrote_a_page_of_zeros(r)
         # Not vacuous: some schedule went down the zero-copy path the bug was on.
         assert (design == "v6.13" and s.single_task) or any(short_copies(r) for _, r in runs)
+
+
+# --- gfs2, 2021 --------------------------------------------------------------------------------
+
+GFS2 = "gfs2-any-byte-check-partly-bad"
+
+
+@pytest.mark.parametrize("design", ["v6.13", "v6.14", "any-byte-check", "no-fault-in"])
+def test_gfs2_scenario_meets_its_stated_expectations(design: str) -> None:
+    s = race(GFS2)
+    assert judge(s, run_scenario(s, design, keep_events=False)) == []
+
+
+def test_gfs2_any_byte_check_livelocks_where_tmpfs_returns_efault() -> None:
+    s = race(GFS2)
+    r = run_scenario(s, "any-byte-check", keep_events=True)
+    assert r.verdict == "livelock" and r.calls[0].ret is None
+    assert r.files["target"].size == 0
+    # The spin: the write loop refuses the chunk with EFAULT, gfs2 faults the readable part in
+    # (less than the whole window comes back not faulted in) and retries.
+    loops = [b for kind, _p, a, b in r.events if kind == "exit" and a == "generic_perform_write"]
+    assert len(loops) >= 2 and set(loops) == {-14}
+    windows = [b for kind, _p, a, b in r.events if kind == "exit" and a == "fault_in_readable"]
+    assert windows and all(b > 0 for b in windows)
+    tmpfs = load_scenario(
+        Path(__file__).resolve().parents[1] / "scenarios" / "partly-readable-chunk.toml"
+    )
+    t = run_scenario(tmpfs, "any-byte-check", keep_events=False)
+    assert (t.verdict, t.calls[0].ret, t.calls[0].errno) == ("ok", -1, "EFAULT")
+
+
+@pytest.mark.parametrize("design", ["v6.13", "v6.14"])
+def test_gfs2_writes_the_readable_part(design: str) -> None:
+    r = run_scenario(race(GFS2), design, keep_events=False)
+    assert r.verdict == "ok" and r.calls[0].ret == 2048
+    assert r.files["target"].size == 2048
+    assert r.files["target"].read(0, 2048) == fill("pattern:7", 2048, 2048)
+
+
+def test_gfs2_faults_in_what_its_loop_could_not_with_faults_disabled() -> None:
+    """An untouched source: the write loop, run with page faults disabled, can neither prefault
+    (v6.13) nor copy; gfs2 faults the window in itself and the retry writes the readable part."""
+    doc: dict[str, Any] = {
+        "name": "gfs2-untouched",
+        "file": [{"name": "target", "fs": "gfs2", "size": 0}],
+        "region": [
+            {"name": "buf", "pages": 1, "kind": "anon"},
+            {"name": "bad", "pages": 1, "kind": "anon", "prot": "none"},
+        ],
+        "call": [{"op": "pwrite", "file": "target", "iov": [["buf", 2048, 4096]], "pos": 0}],
+    }
+    s = parse_scenario(doc)
+    for design in ("v6.13", "v6.14"):
+        r = run_scenario(s, design, keep_events=True)
+        assert r.verdict == "ok" and r.calls[0].ret == 2048
+        assert r.files["target"].size == 2048 and r.files["target"].read(0, 2048) == bytes(2048)
+        loops = [
+            b for kind, _p, a, b in r.events if kind == "exit" and a == "generic_perform_write"
+        ]
+        assert loops[0] == -14 and 2048 in loops
