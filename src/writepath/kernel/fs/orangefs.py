@@ -20,6 +20,13 @@ was not available to this model's author: the fixed form restores the invariant 
 checks, by the least change to write_end; it is not a copy of that commit.
 ``orangefs_write_end_2025()`` is write_end as in v6.14–v6.15, before the fix.
 
+Both forms share write_end's "fully written page" branch: a zero copy of a whole page into a
+folio that is not uptodate zeroes it and marks it uptodate. Over a file page that is on the
+server but not cached, an EFAULT write therefore leaves a page of zeros in the cache (the
+explorer reports efault-after-copy for it under v6.14, where such zero copies happen alone).
+What 219bf6edd7ef does about that branch is not known here; the model keeps the branch as
+v6.18 has it.
+
 The server is ``Inode.disk`` (one page per block); its own file size is not modelled. A read
 sees a folio that is not uptodate only after orangefs_read_folio() has laundered its range to
 the server; the end state of a run (``writepath.run.file_state``) reads uptodate folios over the
