@@ -160,7 +160,14 @@ def test_dontneed_between_fault_in_and_copy_sends_v6_13_down_the_short_copy_path
     assert result.files["target"].read(0, 8192) == bytes(4096) + fill("pattern", 4096, 4096)
 
 
-RACES = sorted(p.stem for p in RACE.glob("race-*.toml"))
+#: Model-only filesystems that carry a historical bug: their race scenarios are meant to
+#: violate a property (tests/test_race_bugs.py), so they are left out of the claims below.
+BUGGY_FILESYSTEMS = frozenset({"ext4-journal-2015", "orangefs-2025"})
+RACES = sorted(
+    p.stem
+    for p in RACE.glob("race-*.toml")
+    if not {f.fs for f in load_scenario(p).files} & BUGGY_FILESYSTEMS
+)
 
 
 @pytest.mark.parametrize("name", RACES)

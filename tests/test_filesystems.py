@@ -24,7 +24,18 @@ from writepath.mounts import FsPool, Unavailable, fs_type_of
 from writepath.run import run_scenario
 from writepath.scenario import Scenario, fill, parse_scenario
 
-NEW_FILESYSTEMS = ("ext2", "ext4-nodelalloc", "ext4-journal", "btrfs", "fuse", "tmpfs-huge")
+NEW_FILESYSTEMS = (
+    "ext2",
+    "ext4-nodelalloc",
+    "ext4-journal",
+    "btrfs",
+    "fuse",
+    "tmpfs-huge",
+    "ext4-journal-2015",
+    "orangefs",
+    "orangefs-2025",
+    "gfs2",
+)
 LOOPS = ("generic_perform_write", "iomap_write_iter", "btrfs_buffered_write", "fuse_perform_write")
 
 

@@ -13,15 +13,27 @@
 - ``i-size``: i_size covers every byte a positional write of the writer reported written, on
   files nobody truncates.
 - ``stale-data``: no uninitialized memory inside i_size (the run's own verdict).
+- each filesystem's own invariants (``FS_INVARIANTS``, by filesystem name):
+  ``journalled-buffer-dirty``: a data=journal buffer never has BH_Dirty (the journal writes
+  it: BH_JBDDirty only); the ext4 data=journal bug of 2015 breaks it.
+  ``orangefs-write-range``: an orangefs folio's write range lies inside the file when writeback
+  sends it (no warning from orangefs_writepage_locked()) and at the end of the run; the orangefs
+  bug of 2025 breaks it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from writepath.judge import consistency_violations
+from writepath.kernel.buffer import BufferHeads
+from writepath.kernel.bug import WARN
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.fs.orangefs import folio_write_range
 from writepath.kernel.pagecache import Folio
+from writepath.kernel.tracepoints import Event
+from writepath.kernel.vfs import Inode
 from writepath.results import RunResult
 from writepath.run import ModelMachine
 from writepath.scenario import MAIN_TASK, Scenario, is_zero_data
@@ -84,6 +96,7 @@ def check(scenario: Scenario, result: RunResult, machine: ModelMachine) -> list[
                     )
                 )
         problems.extend(_cache_problems(machine))
+        problems.extend(_fs_problems(machine))
         problems.extend(_size_problems(scenario, result))
     return problems
 
@@ -122,4 +135,81 @@ def _size_problems(scenario: Scenario, result: RunResult) -> list[tuple[str, str
         size = result.files[call.file].size
         if size < call.pos + res.ret:
             out.append(("i-size", f"call[{k}] wrote {res.ret} at {call.pos} but i_size is {size}"))
+    return out
+
+
+def _file_folios(inode: Inode) -> list[Folio]:
+    seen: dict[int, Folio] = {}
+    for folio in inode.i_mapping.i_pages.values():
+        seen.setdefault(id(folio), folio)
+    return list(seen.values())
+
+
+def journalled_buffers_clean(name: str, inode: Inode, events: list[Event]) -> list[tuple[str, str]]:
+    """data=journal: no buffer of the file ever has BH_Dirty. The journal owns these blocks
+    (BH_JBDDirty); writeback would write a plain dirty one in place, around the journal. Seen
+    either when jbd2 spots it (its warn_dirty_buffer() warning in the log) or at the end, on a
+    buffer still dirty."""
+    out: list[tuple[str, str]] = []
+    for kind, _pid, where, what in events:
+        if kind == WARN and where == "warn_dirty_buffer" and str(what).startswith(f"{name}:"):
+            out.append(("journalled-buffer-dirty", str(what)))
+    for folio in _file_folios(inode):
+        bhs = folio.private
+        if not isinstance(bhs, BufferHeads):
+            continue
+        for k, dirty in enumerate(bhs.dirty):
+            if dirty:
+                out.append(
+                    (
+                        "journalled-buffer-dirty",
+                        f"{name}: block {folio.index + k} of a data=journal file has BH_Dirty",
+                    )
+                )
+    return out
+
+
+def orangefs_write_ranges_inside(
+    name: str, inode: Inode, events: list[Event]
+) -> list[tuple[str, str]]:
+    """orangefs: every write range writeback sent was inside i_size (no warning from
+    orangefs_writepage_locked()), and every range still waiting to be sent is: it starts
+    before i_size and ends at most at i_size."""
+    out: list[tuple[str, str]] = []
+    for kind, _pid, where, what in events:
+        if (
+            kind == WARN
+            and where == "orangefs_writepage_locked"
+            and str(what).startswith(f"{inode.name}:")
+        ):
+            out.append(("orangefs-write-range", str(what)))
+    for folio in _file_folios(inode):
+        wr = folio_write_range(folio)
+        if wr is not None and not (wr.pos < inode.i_size and wr.pos + wr.len <= inode.i_size):
+            out.append(
+                (
+                    "orangefs-write-range",
+                    f"{name}: folio {folio.index} keeps write range [{wr.pos}, "
+                    f"{wr.pos + wr.len}) for i_size {inode.i_size}",
+                )
+            )
+    return out
+
+
+#: Invariants of one filesystem's own state, by filesystem name: (file name, inode, the run's
+#: event log) -> problems.
+FS_INVARIANTS: dict[str, Callable[[str, Inode, list[Event]], list[tuple[str, str]]]] = {
+    "ext4-journal": journalled_buffers_clean,
+    "ext4-journal-2015": journalled_buffers_clean,
+    "orangefs": orangefs_write_ranges_inside,
+    "orangefs-2025": orangefs_write_ranges_inside,
+}
+
+
+def _fs_problems(machine: ModelMachine) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, inode in machine.inodes.items():
+        invariant = FS_INVARIANTS.get(inode.fs.name)
+        if invariant is not None:
+            out.extend(invariant(name, inode, machine.kernel.events))
     return out

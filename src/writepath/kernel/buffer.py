@@ -3,8 +3,9 @@
 ``folio_create_empty_buffers``, ``__block_write_begin_int``, ``folio_zero_new_buffers``,
 ``block_commit_write``, ``block_write_end`` and ``block_read_full_folio``, over the per-block
 state a folio's buffer heads keep (``BufferHeads`` in ``folio->private``): uptodate, new,
-mapped, delay and dirty. In this model a block is one page (4 KiB blocks on 4 KiB pages, the
-default of mkfs.ext4 on any disk of useful size), so block k of a folio is page k.
+mapped, delay, dirty and (for data=journal) jbddirty. In this model a block is one page (4 KiB
+blocks on 4 KiB pages, the default of mkfs.ext4 on any disk of useful size), so block k of a
+folio is page k.
 
 Simplified: reads are synchronous (``bh_read_nowait()`` followed by ``wait_on_buffer()`` is one
 call), there is no I/O error, no writeback (dirty is recorded, never cleared), and the "disk" is
@@ -35,9 +36,14 @@ if TYPE_CHECKING:
 
 class BufferHeads(BlockState):
     """The ring of ``struct buffer_head`` of one folio, as per-block flag lists
-    (BH_Uptodate, BH_New, BH_Mapped, BH_Delay, BH_Dirty)."""
+    (BH_Uptodate, BH_New, BH_Mapped, BH_Delay, BH_Dirty, and jbd2's BH_JBDDirty).
 
-    __slots__ = ("delay", "dirty", "mapped", "new")
+    BH_Dirty means "write this block to its place on disk"; BH_JBDDirty (include/linux/jbd2.h)
+    means "this block belongs to a transaction: the journal writes it". A journalled block must
+    only ever be the second: jbd2 warns when it finds the first on a buffer it files
+    (warn_dirty_buffer() in fs/jbd2/transaction.c)."""
+
+    __slots__ = ("delay", "dirty", "jbddirty", "mapped", "new")
 
     def __init__(self, nr_blocks: int, uptodate: bool) -> None:
         super().__init__([uptodate] * nr_blocks)
@@ -45,6 +51,7 @@ class BufferHeads(BlockState):
         self.mapped = [False] * nr_blocks
         self.delay = [False] * nr_blocks
         self.dirty = [False] * nr_blocks
+        self.jbddirty = [False] * nr_blocks
 
 
 #: get_block(inode, block index in the file, buffers, k): map buffer k; 0 or -errno.
@@ -76,15 +83,25 @@ def read_block(inode: Inode, folio: Folio, k: int) -> None:
 
 
 def __block_write_begin_int(
-    task: Task, folio: Folio, pos: int, len: int, get_block: GetBlock
+    task: Task,
+    folio: Folio,
+    pos: int,
+    len: int,
+    get_block: GetBlock,
+    defer_new_dirty: bool = False,
 ) -> int:
     """Prepare the blocks of [pos, pos + len) for a write (fs/buffer.c, v6.18).
 
     Blocks outside the range only inherit the folio's uptodate flag. A block in the range that
     is not mapped yet goes to ``get_block``; if that made it new (just allocated or reserved),
     the part of it the write will not cover is zeroed, in a folio that is not uptodate (in an
-    uptodate one it is simply uptodate and dirty). A mapped block that is not uptodate, not
-    delayed and only partly covered is read.
+    uptodate one it is simply uptodate, no longer new, and dirty). A mapped block that is not
+    uptodate, not delayed and only partly covered is read.
+
+    ``defer_new_dirty`` is ext4's own copy of this loop, ext4_block_write_begin()
+    (fs/ext4/inode.c, v6.18): a new block of an uptodate folio is only made uptodate; it stays
+    new and is left clean, for write_end (or the zeroing of new buffers) to dirty the way the
+    file's data mode wants: a data=journal block must never get BH_Dirty.
     """
     inode = folio.mapping.host
     bhs = folio_create_empty_buffers(folio)
@@ -104,6 +121,9 @@ def __block_write_begin_int(
             if err:
                 break
             if bhs.new[k]:
+                if folio.uptodate and defer_new_dirty:
+                    bhs.uptodate[k] = True
+                    continue
                 if folio.uptodate:
                     bhs.new[k] = False
                     bhs.uptodate[k] = True

@@ -18,16 +18,20 @@ verity and the non-delalloc fallback are not modelled; blocks are 4 KiB.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import (
     BufferHeads,
+    GetBlock,
     __block_write_begin_int,
-    block_commit_write,
     block_read_full_folio,
     block_write_end,
+    folio_buffers,
     folio_zero_new_buffers,
     zero_partial_block,
 )
+from writepath.kernel.bug import WARN_ON
 from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.filemap import filemap_fault, generic_write_checks
 from writepath.kernel.iov_iter import IovIter
@@ -41,12 +45,17 @@ from writepath.kernel.pagecache import (
     fgf_set_order,
     filemap_remove_folio,
     folio_mark_dirty,
+    folio_mark_uptodate,
     folio_pos,
     folio_size,
     folio_unlock,
+    folio_zero_range,
 )
 from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
 from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
+
+#: ext4_walk_page_buffers()' callback: (task, folio, its buffers, block k of the folio).
+WalkFn = Callable[[Task, Folio, BufferHeads, int], None]
 
 #: s_maxbytes of an extent-mapped file with 4 KiB blocks: (2**32 - 1) blocks.
 EXT4_MAX_SIZE_4K = ((1 << 32) - 1) << 12
@@ -65,10 +74,14 @@ def ext4_da_get_block_prep(inode: Inode, index: int, bhs: BufferHeads, k: int) -
     return 0
 
 
-def ext4_block_write_begin(task: Task, folio: Folio, pos: int, len: int) -> int:
+def ext4_block_write_begin(
+    task: Task, folio: Folio, pos: int, len: int, get_block: GetBlock
+) -> int:
     """ext4_block_write_begin() (fs/ext4/inode.c, v6.18): ext4's own copy of
-    ``__block_write_begin_int()`` (it adds fscrypt, not modelled) with the delalloc get_block."""
-    return __block_write_begin_int(task, folio, pos, len, ext4_da_get_block_prep)
+    ``__block_write_begin_int()``. It differs in one way the model keeps: a new block of an
+    uptodate folio is left new and clean for write_end to dirty (``defer_new_dirty``). fscrypt
+    and the journal write access it takes for data=journal (no byte changes) are not modelled."""
+    return __block_write_begin_int(task, folio, pos, len, get_block, defer_new_dirty=True)
 
 
 def ext4_da_write_begin(
@@ -83,7 +96,7 @@ def ext4_da_write_begin(
     end_of_folio = folio_pos(folio) + folio_size(folio)
     if pos + len > end_of_folio:
         len = end_of_folio - pos
-    ext4_block_write_begin(task, folio, pos, len)
+    ext4_block_write_begin(task, folio, pos, len, ext4_da_get_block_prep)
     task.emit((tp.EXIT, task.pid, "ext4_da_write_begin", 0))
     return 0, folio, None
 
@@ -196,7 +209,7 @@ def ext4_write_begin(
     end_of_folio = folio_pos(folio) + folio_size(folio)
     if pos + len > end_of_folio:
         len = end_of_folio - pos
-    __block_write_begin_int(task, folio, pos, len, ext4_get_block)
+    ext4_block_write_begin(task, folio, pos, len, ext4_get_block)
     task.emit((tp.EXIT, task.pid, "ext4_write_begin", 0))
     return 0, folio, None
 
@@ -244,6 +257,85 @@ def ext4_write_end(
     return copied
 
 
+def jbd2_journal_dirty_metadata(task: Task, folio: Folio, bhs: BufferHeads, k: int) -> None:
+    """jbd2_journal_dirty_metadata() (fs/jbd2/transaction.c, v6.18), the part that matters
+    here: the buffer joins the transaction with BH_JBDDirty. A buffer that also has BH_Dirty is
+    a bug jbd2 reports (warn_dirty_buffer(), "Spotted dirty metadata buffer") before it clears
+    the bit, when __jbd2_journal_file_buffer() files the buffer. Transactions, commits and
+    checkpoints are not modelled."""
+    if WARN_ON(
+        task,
+        bhs.dirty[k],
+        "warn_dirty_buffer",
+        f"{folio.mapping.host.name}: block {folio.index + k} has BH_Dirty as it is journalled",
+    ):
+        bhs.dirty[k] = False
+    bhs.jbddirty[k] = True
+
+
+def write_end_fn(task: Task, folio: Folio, bhs: BufferHeads, k: int) -> None:
+    """write_end_fn() (fs/ext4/inode.c, v6.18), the data=journal commit of one buffer: uptodate,
+    handed to the journal by ext4_dirty_journalled_data() (the folio is marked dirty and the
+    buffer goes through jbd2_journal_dirty_metadata(): BH_JBDDirty, never BH_Dirty), no longer
+    new."""
+    if not bhs.mapped[k]:
+        return
+    bhs.uptodate[k] = True
+    folio_mark_dirty(folio)
+    jbd2_journal_dirty_metadata(task, folio, bhs, k)
+    bhs.new[k] = False
+
+
+def ext4_walk_page_buffers(task: Task, folio: Folio, start: int, end: int, fn: WalkFn) -> bool:
+    """ext4_walk_page_buffers() (fs/ext4/inode.c, v6.18): ``fn`` on each buffer overlapping
+    [start, end); returns ``partial``: whether a buffer outside the range is not uptodate."""
+    bhs = folio_buffers(folio)
+    assert bhs is not None
+    partial = False
+    for k in range(folio.nr_pages):
+        block_start = k * PAGE_SIZE
+        block_end = block_start + PAGE_SIZE
+        if block_end <= start or block_start >= end:
+            if not bhs.uptodate[k]:
+                partial = True
+            continue
+        fn(task, folio, bhs, k)
+    return partial
+
+
+def ext4_journalled_zero_new_buffers(task: Task, folio: Folio, start: int, end: int) -> None:
+    """ext4_journalled_zero_new_buffers() (fs/ext4/inode.c, v6.18; the fix of b90197b65518):
+    each new buffer overlapping [start, end) of a folio that is not uptodate has its part of the
+    range zeroed and is committed through the journal (write_end_fn()), not marked dirty as
+    folio_zero_new_buffers() would; then it is no longer new."""
+    bhs = folio_buffers(folio)
+    assert bhs is not None
+    for k in range(folio.nr_pages):
+        block_start = k * PAGE_SIZE
+        block_end = block_start + PAGE_SIZE
+        if bhs.new[k] and block_end > start and block_start < end:
+            if not folio.uptodate:
+                lo, hi = max(start, block_start), min(end, block_end)
+                folio_zero_range(folio, lo, hi - lo)
+                write_end_fn(task, folio, bhs, k)
+            bhs.new[k] = False
+
+
+def _journalled_write_end_tail(
+    task: Task, inode: Inode, folio: Folio, pos: int, len: int, copied: int, old_size: int
+) -> None:
+    """What both forms of ext4_journalled_write_end() do after the buffers: i_size
+    (ext4_update_inode_size()), the folio unlocked, the old EOF block's tail zeroed up to
+    ``pos``, and the blocks a short write allocated beyond EOF truncated."""
+    if pos + copied > inode.i_size:
+        i_size_write(task, inode, pos + copied)
+    folio_unlock(task, folio)
+    if old_size < pos:
+        zero_partial_block(inode, old_size, pos)
+    if pos + len > inode.i_size:
+        ext4_truncate_failed_write(task, inode)
+
+
 def ext4_journalled_write_end(
     task: Task,
     file: File,
@@ -255,31 +347,68 @@ def ext4_journalled_write_end(
     fsdata: object,
 ) -> int:
     """ext4_journalled_write_end() (fs/ext4/inode.c, v6.18): a short copy into a folio that is
-    not uptodate becomes a zero copy and the new buffers of [from, to) are zeroed
-    (ext4_journalled_zero_new_buffers(), which since b90197b65518 no longer dirties them); a
-    short copy into an uptodate folio zeroes the new buffers past the copy; the copied
-    buffers go to the journal (write_end_fn) and the folio is uptodate if no buffer is left
-    partial. Then i_size, the EOF tail and the failed-write truncation as in ext4_write_end()."""
+    not uptodate becomes a zero copy and the new buffers of [from, to) are zeroed and journalled
+    (ext4_journalled_zero_new_buffers()); otherwise the new buffers past a short copy are, and
+    the copied buffers go to the journal (write_end_fn()); the folio is uptodate if no buffer
+    outside the copy is left behind. Then i_size, the EOF tail and the failed-write truncation
+    as in ext4_write_end(). No buffer ever gets BH_Dirty."""
     task.emit((tp.ENTER, task.pid, "ext4_journalled_write_end", copied))
     tp.trace_ext4_write_end(task, "ext4_journalled_write_end", mapping.host.name, pos, len, copied)
     inode = mapping.host
     old_size = inode.i_size
     start = pos - folio_pos(folio)
+    end = start + len
     if copied < len and not folio.uptodate:
         copied = 0
-        folio_zero_new_buffers(task, folio, start, start + len)
+        ext4_journalled_zero_new_buffers(task, folio, start, end)
     else:
         if copied < len:
-            folio_zero_new_buffers(task, folio, start + copied, start + len)
-        block_commit_write(task, folio, start, start + copied)
-    if pos + copied > inode.i_size:
-        i_size_write(task, inode, pos + copied)
-    folio_mark_dirty(folio)
-    folio_unlock(task, folio)
-    if old_size < pos:
-        zero_partial_block(inode, old_size, pos)
-    if pos + len > inode.i_size:
-        ext4_truncate_failed_write(task, inode)
+            ext4_journalled_zero_new_buffers(task, folio, start + copied, end)
+        partial = ext4_walk_page_buffers(task, folio, start, start + copied, write_end_fn)
+        if not partial:
+            folio_mark_uptodate(task, folio)
+    _journalled_write_end_tail(task, inode, folio, pos, len, copied, old_size)
+    task.emit((tp.EXIT, task.pid, "ext4_journalled_write_end", copied))
+    return copied
+
+
+def ext4_journalled_write_end_2015(
+    task: Task,
+    file: File,
+    mapping: AddressSpace,
+    pos: int,
+    len: int,
+    copied: int,
+    folio: Folio,
+    fsdata: object,
+) -> int:
+    """ext4_journalled_write_end() as it was in 2015 (fs/ext4/inode.c, v4.1), before
+    b90197b65518: on a short copy (a zero copy if the folio is not uptodate) the new buffers
+    past the copy were zeroed by page_zero_new_buffers(), the generic helper
+    (``folio_zero_new_buffers()`` here), which marks them BH_Dirty; then every buffer of the
+    whole range [from, to) went to the journal and the folio became uptodate if none outside
+    was left behind. A journalled buffer with BH_Dirty is the bug: jbd2 warns when it files it
+    (warn_dirty_buffer(), modelled in ``jbd2_journal_dirty_metadata()``), and generic/208
+    failed.
+
+    The rest is 6.18's: folio_mark_dirty() by write_end_fn() (the journal commit wrote the data
+    in 2015; the model's dirty folio stands for that pending write), the EOF tail, the
+    truncation of blocks allocated beyond EOF. Not a kernel of any release: the 2015 bug in
+    today's write path, so that v6.13 and v6.14 can be run against it."""
+    task.emit((tp.ENTER, task.pid, "ext4_journalled_write_end", copied))
+    tp.trace_ext4_write_end(task, "ext4_journalled_write_end", mapping.host.name, pos, len, copied)
+    inode = mapping.host
+    old_size = inode.i_size
+    start = pos - folio_pos(folio)
+    end = start + len
+    if copied < len:
+        if not folio.uptodate:
+            copied = 0
+        folio_zero_new_buffers(task, folio, start + copied, end)
+    partial = ext4_walk_page_buffers(task, folio, start, end, write_end_fn)
+    if not partial:
+        folio_mark_uptodate(task, folio)
+    _journalled_write_end_tail(task, inode, folio, pos, len, copied, old_size)
     task.emit((tp.EXIT, task.pid, "ext4_journalled_write_end", copied))
     return copied
 
@@ -288,6 +417,10 @@ ext4_aops = AddressSpaceOperations("ext4_aops", ext4_write_begin, ext4_write_end
 
 ext4_journalled_aops = AddressSpaceOperations(
     "ext4_journalled_aops", ext4_write_begin, ext4_journalled_write_end, ext4_read_folio
+)
+
+ext4_journalled_aops_2015 = AddressSpaceOperations(
+    "ext4_journalled_aops", ext4_write_begin, ext4_journalled_write_end_2015, ext4_read_folio
 )
 
 
@@ -312,6 +445,20 @@ def ext4_journal() -> FileSystem:
         0,
         True,
         ext4_journalled_aops,
+        ext4_buffered_write_iter,
+        ext4_filemap_fault,
+    )
+
+
+def ext4_journal_2015() -> FileSystem:
+    """ext4 -o data=journal with the write_end of 2015 (ext4_journalled_write_end_2015()): the
+    bug 998ef75ddb57 exposed and 00a3d660cbac reverted it for. Exists only in the model."""
+    return FileSystem(
+        "ext4-journal-2015",
+        EXT4_MAX_SIZE_4K,
+        0,
+        True,
+        ext4_journalled_aops_2015,
         ext4_buffered_write_iter,
         ext4_filemap_fault,
     )
