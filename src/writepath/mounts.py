@@ -277,6 +277,13 @@ class FsPool(AbstractContextManager["FsPool"]):
             return self._mount("tmpfs-huge", ["-t", "tmpfs", "-o", "huge=always", "tmpfs"])
         if fs == "fuse":
             return self._fuse()
+        from writepath.kernel.fs import MODEL_ONLY
+
+        if fs in MODEL_ONLY:
+            raise Unavailable(
+                f"{fs} exists only in the model (a historical bug's form or a filesystem "
+                "this machine cannot mount)"
+            )
         raise Unavailable(f"unknown filesystem {fs}")
 
     def _need_root(self, what: str) -> None:

@@ -947,16 +947,17 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def find_scenario(arg: str) -> Path:
     """A scenario named on the command line: an existing file, else a catalogue name (NAME or
-    NAME.toml in the catalogue folder)."""
+    NAME.toml in the catalogue folder or its race/ folder, where the multi-task ones are)."""
     given = Path(arg)
     if given.is_file():
         return given
     # Only a bare name is looked up in the catalogue, so that no argument reaches outside it.
     if arg and _COMPONENT_RE.match(arg) and arg not in (".", ".."):
         catalogue = default_catalogue()
-        for candidate in (catalogue / arg, catalogue / f"{arg}.toml"):
-            if candidate.is_file():
-                return candidate
+        for folder in (catalogue, catalogue / "race"):
+            for candidate in (folder / arg, folder / f"{arg}.toml"):
+                if candidate.is_file():
+                    return candidate
     raise ScenarioError(arg, "-", "no such file or catalogue scenario")
 
 
