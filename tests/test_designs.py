@@ -10,7 +10,7 @@ from writepath.kernel.filemap import filemap_fault
 from writepath.kernel.mm import VM_FAULT_RETRY, VMA
 from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_MAJOR
 from writepath.run import run_scenario, setup
-from writepath.scenario import default_catalogue
+from writepath.scenario import default_catalogue, fill
 from writepath.sched import run_alone
 
 SELF_MMAP = {
@@ -181,3 +181,24 @@ def test_filemap_fault_is_major_only_when_the_page_was_not_cached() -> None:
     # The retry finds it cached and uptodate: locked, and minor.
     again = run_alone(machine.kernel, task, filemap_fault(task, vma, 0)).results[task.pid]
     assert again == (VM_FAULT_LOCKED, folio)
+
+
+@pytest.mark.parametrize("design", ["v6.13", "v6.14"])
+def test_a_fault_that_reads_the_source_from_disk_is_major_once(design: str) -> None:
+    """A source mapping an uncached ext4 file: filemap_fault() reads around and asks for a
+    retry; mm_account_fault() skips the first attempt and counts the retry as major
+    (FAULT_FLAG_TRIED). v6.14 also takes the refused fault of its failed atomic copy first."""
+    doc = {
+        "file": [
+            {"name": "target", "fs": "tmpfs", "size": 0, "data": "zero"},
+            {"name": "src", "fs": "ext4", "size": P, "data": "pattern:3", "cached": False},
+        ],
+        "region": [{"name": "buf", "kind": "file", "file": "src", "pages": 1}],
+        "call": [{"op": "pwrite", "file": "target", "iov": [["buf", 0, P]], "pos": 0}],
+    }
+    r = run(doc, design)
+    assert r.calls[0].ret == P and r.files["target"].size == P
+    assert r.files["target"].read(0, P) == fill("pattern:3", P)
+    assert r.events is not None
+    faults = [e[3] for e in r.events if e[0] == "page_fault"]
+    assert faults == (["major"] if design == "v6.13" else ["refused", "major"])

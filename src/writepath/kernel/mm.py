@@ -442,14 +442,16 @@ def do_read_fault(task: Task, vma: VMA, address: int) -> Sleeps[tuple[int, str]]
         return 0, tp.FAULT_MINOR
     pgoff = vma.pgoff(address)
     ret, folio = yield from inode.fs.fault(task, vma, pgoff)
-    # A fault that dropped the mmap lock for I/O is priced as major; its retry is minor.
+    # A fault that dropped the mmap lock for I/O is not accounted; its retry is (major).
     if ret & (VM_FAULT_ERROR | VM_FAULT_RETRY) or folio is None:
         return ret, tp.FAULT_MAJOR if ret & VM_FAULT_RETRY else tp.FAULT_SIGBUS
     finish_fault(task, vma, address, folio, pgoff)
     folio_unlock(task, folio)
-    # Major only when ->fault says so (mm_account_fault()): filemap_fault() when the page was
-    # not cached at all; shmem_fault() never here (no swap in the model).
-    return 0, tp.FAULT_MAJOR if ret & VM_FAULT_MAJOR else tp.FAULT_MINOR
+    # mm_account_fault() (mm/memory.c): major when ->fault says so (filemap_fault() when the
+    # page was not cached at all; shmem_fault() never here, no swap in the model) or when this
+    # is the retry of a fault that dropped the lock for I/O (FAULT_FLAG_TRIED).
+    major = ret & VM_FAULT_MAJOR or task.pid in task.mm.fault_tried
+    return 0, tp.FAULT_MAJOR if major else tp.FAULT_MINOR
 
 
 def handle_mm_fault(task: Task, vma: VMA, address: int) -> Sleeps[int]:
