@@ -183,22 +183,25 @@ def test_filemap_fault_is_major_only_when_the_page_was_not_cached() -> None:
     assert again == (VM_FAULT_LOCKED, folio)
 
 
+@pytest.mark.parametrize("pages", [1, 2])
 @pytest.mark.parametrize("design", ["v6.13", "v6.14"])
-def test_a_fault_that_reads_the_source_from_disk_is_major_once(design: str) -> None:
+def test_a_fault_that_reads_the_source_from_disk_is_major_once(design: str, pages: int) -> None:
     """A source mapping an uncached ext4 file: filemap_fault() reads around and asks for a
     retry; mm_account_fault() skips the first attempt and counts the retry as major
-    (FAULT_FLAG_TRIED). v6.14 also takes the refused fault of its failed atomic copy first."""
+    (FAULT_FLAG_TRIED), also when fault-around maps the page on the retry (two pages), and the
+    second page is mapped by then. v6.14 takes the refused fault of its failed copy first."""
+    n = pages * P
     doc = {
         "file": [
             {"name": "target", "fs": "tmpfs", "size": 0, "data": "zero"},
-            {"name": "src", "fs": "ext4", "size": P, "data": "pattern:3", "cached": False},
+            {"name": "src", "fs": "ext4", "size": n, "data": "pattern:3", "cached": False},
         ],
-        "region": [{"name": "buf", "kind": "file", "file": "src", "pages": 1}],
-        "call": [{"op": "pwrite", "file": "target", "iov": [["buf", 0, P]], "pos": 0}],
+        "region": [{"name": "buf", "kind": "file", "file": "src", "pages": pages}],
+        "call": [{"op": "pwrite", "file": "target", "iov": [["buf", 0, n]], "pos": 0}],
     }
     r = run(doc, design)
-    assert r.calls[0].ret == P and r.files["target"].size == P
-    assert r.files["target"].read(0, P) == fill("pattern:3", P)
+    assert r.calls[0].ret == n and r.files["target"].size == n
+    assert r.files["target"].read(0, n) == fill("pattern:3", n)
     assert r.events is not None
     faults = [e[3] for e in r.events if e[0] == "page_fault"]
     assert faults == (["major"] if design == "v6.13" else ["refused", "major"])

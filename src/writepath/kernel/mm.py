@@ -438,8 +438,11 @@ def do_read_fault(task: Task, vma: VMA, address: int) -> Sleeps[tuple[int, str]]
     """
     inode = vma.vm_file
     assert inode is not None
+    # mm_account_fault() (mm/memory.c) counts a fault major when ->fault says so or when it is
+    # the retry of one that dropped the lock for I/O (FAULT_FLAG_TRIED), however it ends.
+    tried = task.pid in task.mm.fault_tried
     if do_fault_around(task, vma, address):
-        return 0, tp.FAULT_MINOR
+        return 0, tp.FAULT_MAJOR if tried else tp.FAULT_MINOR
     pgoff = vma.pgoff(address)
     ret, folio = yield from inode.fs.fault(task, vma, pgoff)
     # A fault that dropped the mmap lock for I/O is not accounted; its retry is (major).
@@ -447,10 +450,9 @@ def do_read_fault(task: Task, vma: VMA, address: int) -> Sleeps[tuple[int, str]]
         return ret, tp.FAULT_MAJOR if ret & VM_FAULT_RETRY else tp.FAULT_SIGBUS
     finish_fault(task, vma, address, folio, pgoff)
     folio_unlock(task, folio)
-    # mm_account_fault() (mm/memory.c): major when ->fault says so (filemap_fault() when the
-    # page was not cached at all; shmem_fault() never here, no swap in the model) or when this
-    # is the retry of a fault that dropped the lock for I/O (FAULT_FLAG_TRIED).
-    major = ret & VM_FAULT_MAJOR or task.pid in task.mm.fault_tried
+    # ->fault answers VM_FAULT_MAJOR in filemap_fault() when the page was not cached at all;
+    # shmem_fault() never does here (no swap in the model).
+    major = ret & VM_FAULT_MAJOR or tried
     return 0, tp.FAULT_MAJOR if major else tp.FAULT_MINOR
 
 
