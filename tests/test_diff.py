@@ -196,3 +196,18 @@ def test_diff_of_an_empty_folder_is_an_error(
     assert main(["diff", str(tmp_path), "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "no scenario files" in err
+
+
+def test_strict_trace_makes_a_trace_difference_fail() -> None:
+    from writepath.cli import diff_exit_code
+    from writepath.report import DiffReport, DiffRow
+
+    rows = (
+        DiffRow("a", "tmpfs", "agree", ""),
+        DiffRow("b", "ext4", "trace-differs", "call[0]: first differing event"),
+    )
+    report = DiffReport("v6.18", "6.18", rows)
+    assert diff_exit_code(report) == 0  # reported, not failed
+    assert diff_exit_code(report, strict_trace=True) == 1
+    agreeing = DiffReport("v6.18", "6.18", rows[:1])
+    assert diff_exit_code(agreeing, strict_trace=True) == 0

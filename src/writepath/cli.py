@@ -507,12 +507,13 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     return oracle_exit_code(result.verdict)
 
 
-def diff_exit_code(report: DiffReport) -> int:
+def diff_exit_code(report: DiffReport, strict_trace: bool = False) -> int:
     """1 on any difference in the end state; else 2 on any kernel error; else 0 if something
     agreed, 3 if every comparison was skipped. A trace that differs where the end state agrees
-    is reported, not failed (README "Tracepoints")."""
+    is reported, not failed (README "Tracepoints"), unless ``strict_trace``: then it is a
+    difference too (CI holds tmpfs, ext4 and xfs to it)."""
     totals = report.totals
-    if totals["differ"]:
+    if totals["differ"] or (strict_trace and totals["trace-differs"]):
         return EXIT_DIFFERENCE
     if totals["error"]:
         return EXIT_ERROR
@@ -560,7 +561,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             trace=args.trace,
         )
     render_diff(report, args.json)
-    return diff_exit_code(report)
+    return diff_exit_code(report, strict_trace=args.strict_trace)
 
 
 # -- parser and entry point ---------------------------------------------------------------------
@@ -733,6 +734,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace",
         action="store_true",
         help="also compare each call's tracepoints, model against kernel (README Tracepoints)",
+    )
+    df.add_argument(
+        "--strict-trace",
+        action="store_true",
+        help="with --trace: a trace that differs is a difference (exit 1), not only reported",
     )
     df.add_argument(
         "--json",
