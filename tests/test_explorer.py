@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,8 @@ import pytest
 from writepath import run_scenario
 from writepath.explorer import cli as explore_cli
 from writepath.explorer.choices import ReplayDivergence, ScheduleError, parse_schedule
-from writepath.explorer.engine import matching_schedules, replay, short_copies
-from writepath.explorer.workers import explore_bounded, explore_random
+from writepath.explorer.engine import Search, matching_schedules, replay, short_copies
+from writepath.explorer.workers import SUBTREES_PER_JOB, Job, explore_bounded, explore_random
 from writepath.scenario import Scenario, ScenarioError, fill, load_scenario, parse_scenario
 
 RACE = Path(__file__).resolve().parents[1] / "scenarios" / "race"
@@ -226,6 +228,76 @@ def test_search_is_the_same_whatever_the_number_of_workers() -> None:
     r2 = explore_random(s, "v6.14", 40, seed=7, jobs=2).to_json()
     r1.pop("seconds"), r2.pop("seconds")
     assert r1 == r2 and r1["schedules"] == 40
+
+
+class InlineBackend:
+    """A back-end that runs the jobs here, in reverse order, and returns them in the given
+    order: what the contract promises any back-end (Dask included) may do."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.ran = 0
+
+    def run(self, work: Sequence[Job]) -> list[str]:
+        out = {k: fn(*args) for k, (fn, args) in reversed(list(enumerate(work)))}
+        self.ran += len(work)
+        return [out[k] for k in range(len(work))]
+
+
+def _without_seconds(search: Search) -> dict[str, Any]:
+    data = search.to_json()
+    data.pop("seconds")
+    return data
+
+
+def test_a_swapped_backend_gives_the_same_search() -> None:
+    s = race("race-truncate-during-write")
+    local = _without_seconds(explore_bounded(s, "v6.14", 2, jobs=1))
+    three = InlineBackend(3)
+    assert _without_seconds(explore_bounded(s, "v6.14", 2, backend=three)) == local
+    assert three.ran == 3  # the search really was split into three shares
+    r_local = _without_seconds(explore_random(s, "v6.14", 40, seed=7, jobs=1))
+    assert _without_seconds(explore_random(s, "v6.14", 40, 7, backend=InlineBackend(3))) == r_local
+
+
+def test_dask_local_cluster_gives_the_same_search_as_the_pool() -> None:
+    pytest.importorskip("distributed")
+    from writepath.explorer.dask_backend import DaskBackend
+
+    s = race("race-truncate-during-write")
+    one = _without_seconds(explore_bounded(s, "v6.14", 2, jobs=1))
+    two = _without_seconds(explore_bounded(s, "v6.14", 2, jobs=2))
+    r_one = _without_seconds(explore_random(s, "v6.14", 40, seed=7, jobs=1))
+    with DaskBackend.open(2, processes=True) as dask:
+        on_dask = _without_seconds(explore_bounded(s, "v6.14", 2, backend=dask))
+        r_dask = _without_seconds(explore_random(s, "v6.14", 40, seed=7, backend=dask))
+    assert one == two == on_dask
+    assert on_dask["complete"] and on_dask["schedules"] > 2 * SUBTREES_PER_JOB
+    assert r_dask == r_one and r_dask["schedules"] == 40
+
+
+def test_cli_dask_backend_without_dask_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes the import fail as if Dask were not installed.
+    monkeypatch.setitem(sys.modules, "writepath.explorer.dask_backend", None)
+    assert _cli(["race-kill-writer", "--backend", "dask", "--jobs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "install writepath[distributed]" in err
+    assert "Traceback" not in err
+    assert _cli(["race-kill-writer", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "--backend dask" in capsys.readouterr().err
+
+
+def test_cli_dask_backend_prints_the_same_json(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("distributed")
+    argv = ["race-truncate-during-write", "--design", "v6.14", "--json", "--jobs", "2"]
+    assert _cli(argv) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert _cli([*argv, "--backend", "dask"]) == 0
+    on_dask = json.loads(capsys.readouterr().out)
+    local.pop("seconds"), on_dask.pop("seconds")
+    assert local == on_dask
 
 
 def test_replay_refuses_what_it_cannot_follow() -> None:

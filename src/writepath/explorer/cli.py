@@ -17,6 +17,7 @@ from typing import Any
 
 from writepath.explorer.choices import ReplayDivergence, ScheduleError
 from writepath.explorer.engine import DEFAULT_PCT_DEPTH, MAX_SCHEDULES, Search, replay
+from writepath.explorer.workers import BackendUnavailable
 from writepath.kernel.filemap import DESIGNS
 from writepath.scenario import (
     Scenario,
@@ -77,6 +78,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--random", type=_positive, metavar="N", help="N PCT schedules instead")
     p.add_argument("--seed", type=_nonneg, default=0, metavar="S")
     p.add_argument("--jobs", type=_positive, default=1, metavar="J")
+    p.add_argument(
+        "--backend",
+        choices=["local", "dask"],
+        default="local",
+        help="where the jobs run: a local process pool (default) or Dask distributed",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="a running Dask scheduler (default with --backend dask: a LocalCluster of J workers)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--replay", metavar="SCHEDULE", help="run exactly this schedule, with trace")
     p.add_argument("--bench", action="store_true", help="time the catalogue race scenarios at K=2")
@@ -84,12 +96,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _search(s: Scenario, design: str, args: argparse.Namespace) -> Search:
+def _searches(s: Scenario, designs: list[str], args: argparse.Namespace) -> list[Search]:
+    from writepath.explorer.workers import open_backend
+
+    backend_name = getattr(args, "backend", "local")
+    scheduler = getattr(args, "scheduler", None)
+    if backend_name == "local" and scheduler is None:
+        backend = None  # explore_* pick the pool (or run inline for one job) themselves
+        return [_search(s, d, args, backend) for d in designs]
+    # One cluster for every design: starting Dask workers costs more than a small search.
+    with open_backend(backend_name, args.jobs, scheduler) as backend:
+        return [_search(s, d, args, backend) for d in designs]
+
+
+def _search(s: Scenario, design: str, args: argparse.Namespace, backend: Any) -> Search:
     from writepath.explorer.workers import explore_bounded, explore_random
 
     if args.random:
-        return explore_random(s, design, args.random, args.seed, args.jobs, DEFAULT_PCT_DEPTH)
-    return explore_bounded(s, design, args.preemptions, args.jobs, MAX_SCHEDULES)
+        return explore_random(
+            s, design, args.random, args.seed, args.jobs, DEFAULT_PCT_DEPTH, backend
+        )
+    return explore_bounded(s, design, args.preemptions, args.jobs, MAX_SCHEDULES, backend)
 
 
 def _summary(search: Search) -> str:
@@ -145,8 +172,8 @@ def main(args: argparse.Namespace) -> int:
         designs = args.design or list(DEFAULT_DESIGNS)
         if args.replay is not None:
             return _replay(s, designs, args)
-        searches = [_search(s, d, args) for d in designs]
-    except (ScenarioError, ScheduleError, ReplayDivergence) as e:
+        searches = _searches(s, designs, args)
+    except (ScenarioError, ScheduleError, ReplayDivergence, BackendUnavailable) as e:
         print(f"writepath explore: {e}", file=sys.stderr)
         return 2
     if args.json:

@@ -9,6 +9,14 @@ handler resolves it) and writes the chunk. Observed: the pwrite's return value, 
 and sha256, and the order of the faults the handler served ([A, B, A] when the copy came back
 short at A; [A, B] had it not).
 
+With ``trace``, the writer's tracepoints during the pwrite are recorded as ``run_oracle``
+records a call's (``oracle.tracing``: a trace instance of the parent's, ``set_event_pid`` = the
+writer, markers around the call, addresses and inodes named by a ``Namer``), and
+``model_writer_trace`` gives the model's for the same schedule, in the same contract form. The
+handler thread is another task, so its madvise and its fault resolution are not in the trace;
+the writer's faults on the registered pages are (``page_fault_kernel``, once per exception,
+however long the handler kept it waiting).
+
 The run happens in a forked child (its own memory, a userfaultfd, a handler thread); the child
 sends its observations back as JSON on a pipe, never as pickle.
 """
@@ -17,19 +25,25 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from writepath.explorer.engine import matching_schedules, short_copies
 from writepath.kernel import tracepoints as tp
 from writepath.layout import MODEL_BASE, region_bases
-from writepath.oracle import uffd
+from writepath.oracle import tracing, uffd
 from writepath.oracle.libc import libc
 from writepath.results import RunResult
 from writepath.scenario import Scenario, fill
+from writepath.trace import model_call_traces
+
+#: Trace instances of the race replay: the oracle's prefix, this process, a counter.
+TRACE_INSTANCE_PREFIX = "writepath-race-"
+_instances = itertools.count()
 
 MADV_DONTNEED = 4
 PROT_READ, PROT_WRITE = 1, 2
@@ -66,6 +80,12 @@ class RaceObservation:
     size: int
     sha256: str
     faults: tuple[int, ...]
+    #: The writer's tracepoints during the pwrite (contract form), when a trace was taken.
+    trace: tuple[str, ...] | None = None
+
+    def end_state(self) -> RaceObservation:
+        """The observation without its trace: what both sides have to agree on."""
+        return replace(self, trace=None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,10 +94,20 @@ class RaceObservation:
             "size": self.size,
             "sha256": self.sha256,
             "faults": list(self.faults),
+            "trace": None if self.trace is None else list(self.trace),
         }
 
 
-def _child(path: str, size: int, data: str, src_off: int, count: int, pos: int) -> dict[str, Any]:
+def _child(
+    path: str,
+    names: tuple[str, str],
+    size: int,
+    data: str,
+    src_off: int,
+    count: int,
+    pos: int,
+    trace_instance: str | None,
+) -> dict[str, Any]:
     with open(path, "wb") as f:
         f.write(fill(data, size))
     buf = _libc_mmap(
@@ -106,13 +136,32 @@ def _child(path: str, size: int, data: str, src_off: int, count: int, pos: int) 
     handler = threading.Thread(target=uffd.serve, args=(fd_uffd, stop_r, on_fault), daemon=True)
     handler.start()
     fd = os.open(path, os.O_RDWR)
+    recorder = None
+    if trace_instance is not None:
+        region, file = names
+        major, minor = tracing.superblock_dev(path)
+        namer = tracing.Namer(
+            [(region, buf, buf + 2 * uffd.PAGE_SIZE)],
+            {(major, minor, os.fstat(fd).st_ino): file},
+        )
+        # set_event_pid is this (the writer's) pid: the handler thread's events stay out.
+        recorder = tracing.Recorder(tracing.TraceInstance(trace_instance))
     try:
+        if recorder is not None:
+            recorder.begin(0)
         ret = int(_libc_pwrite(fd, buf + src_off, count, pos))
         err = ctypes.get_errno() if ret < 0 else 0
+        if recorder is not None:
+            recorder.end(0)
     finally:
         os.close(fd)
         os.write(stop_w, b"x")
         handler.join(CHILD_TIMEOUT)
+    trace = None
+    if recorder is not None:
+        recorder.stop()
+        recorder.check_complete()
+        (trace,) = tracing.split_calls(recorder.lines(), os.getpid(), 1, namer)
     with open(path, "rb") as reader:
         content = reader.read()
     return {
@@ -121,12 +170,28 @@ def _child(path: str, size: int, data: str, src_off: int, count: int, pos: int) 
         "size": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
         "faults": faults,
+        "trace": trace,
     }
 
 
-def replay_dontneed_race(directory: str, scenario: Scenario) -> RaceObservation:
+def replay_dontneed_race(
+    directory: str, scenario: Scenario, trace: bool = False
+) -> RaceObservation:
     """Run the scenario's pwrite with A dropped at B's fault, in a child, in ``directory`` (a
-    scratch folder on the filesystem under test); the file is named writepath-race-*."""
+    scratch folder on the filesystem under test); the file is named writepath-race-*. With
+    ``trace``, the writer's tracepoints too (TraceUnavailable where tracefs cannot be used)."""
+    instance = None
+    if trace:
+        name = f"{TRACE_INSTANCE_PREFIX}{os.getpid()}-{next(_instances)}"
+        instance = tracing.TraceInstance.create(name)
+    try:
+        return _replay(directory, scenario, None if instance is None else instance.path)
+    finally:
+        if instance is not None:
+            instance.remove()
+
+
+def _replay(directory: str, scenario: Scenario, trace_instance: str | None) -> RaceObservation:
     call = scenario.calls[0]
     target = scenario.file(call.file)
     (iov,) = call.iov
@@ -137,7 +202,16 @@ def replay_dontneed_race(directory: str, scenario: Scenario) -> RaceObservation:
         code = 0
         try:
             os.close(r)
-            out = _child(path, target.size, target.data, iov.offset, iov.length, call.pos)
+            out = _child(
+                path,
+                (iov.region, target.name),
+                target.size,
+                target.data,
+                iov.offset,
+                iov.length,
+                call.pos,
+                trace_instance,
+            )
         except BaseException as e:
             out = {"error": f"{type(e).__name__}: {e}"}
             code = 1
@@ -158,8 +232,14 @@ def replay_dontneed_race(directory: str, scenario: Scenario) -> RaceObservation:
     data = json.loads(b"".join(chunks) or b'{"error": "the child sent nothing"}')
     if "error" in data:
         raise RuntimeError(f"race replay failed: {data['error']}")
+    trace = data["trace"]
     return RaceObservation(
-        data["ret"], data["errno"], data["size"], data["sha256"], tuple(data["faults"])
+        data["ret"],
+        data["errno"],
+        data["size"],
+        data["sha256"],
+        tuple(data["faults"]),
+        None if trace is None else tuple(str(t) for t in trace),
     )
 
 
@@ -187,6 +267,23 @@ def model_short_copy_schedule(scenario: Scenario, design: str) -> tuple[str, Rac
     (main,) = record["calls"]["main"]
     file = result.files[scenario.calls[0].file]
     obs = RaceObservation(
-        main["ret"], main["errno"], file.size, file.sha256() or "", model_faults(scenario, result)
+        main["ret"],
+        main["errno"],
+        file.size,
+        file.sha256() or "",
+        model_faults(scenario, result),
+        model_writer_trace(scenario, result),
     )
     return record["schedule"], obs
+
+
+def model_writer_trace(scenario: Scenario, result: RunResult) -> tuple[str, ...]:
+    """The tracepoints of the writer's pwrite in the model's run, in the contract's form: only
+    the writer's events (as ``set_event_pid`` keeps only the writer's on the kernel), faults
+    only in the scenario's regions."""
+    writer = scenario.tasks.index(scenario.calls[0].task) + 1  # pids follow Scenario.tasks
+    bases = region_bases(scenario.regions, MODEL_BASE)
+    regions = [(r.name, bases[r.name], bases[r.name] + r.length) for r in scenario.regions]
+    events = [e for e in result.events if e[1] == writer]
+    (trace,) = model_call_traces(events, regions)[:1]
+    return trace
