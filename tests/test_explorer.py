@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +16,24 @@ from writepath import run_scenario
 from writepath.explorer import cli as explore_cli
 from writepath.explorer.choices import ReplayDivergence, ScheduleError, parse_schedule
 from writepath.explorer.engine import Search, matching_schedules, replay, short_copies
-from writepath.explorer.workers import SUBTREES_PER_JOB, Job, explore_bounded, explore_random
-from writepath.scenario import Scenario, ScenarioError, fill, load_scenario, parse_scenario
+from writepath.explorer.workers import (
+    SUBTREES_PER_JOB,
+    Job,
+    LocalBackend,
+    WorkerFailed,
+    explore_bounded,
+    explore_random,
+    file_digest,
+    subtrees_job,
+)
+from writepath.scenario import (
+    Scenario,
+    ScenarioError,
+    default_catalogue,
+    fill,
+    load_scenario,
+    parse_scenario,
+)
 
 RACE = Path(__file__).resolve().parents[1] / "scenarios" / "race"
 
@@ -258,6 +275,57 @@ def test_a_swapped_backend_gives_the_same_search() -> None:
     assert three.ran == 3  # the search really was split into three shares
     r_local = _without_seconds(explore_random(s, "v6.14", 40, seed=7, jobs=1))
     assert _without_seconds(explore_random(s, "v6.14", 40, 7, backend=InlineBackend(3))) == r_local
+
+
+class LyingBackend:
+    """A back-end whose workers answer something else than a tally."""
+
+    def __init__(self, answer: str) -> None:
+        self.jobs = 2
+        self.answer = answer
+
+    def run(self, work: Sequence[Job]) -> list[str]:
+        return [self.answer for _ in work]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "not json",
+        "[" * 100_000,
+        '{"complete": true}',
+        '{"complete": true, "tally": {"schedules": -1, "outcomes": {}, "violations": {}}}',
+        '{"complete": true, "tally": {"schedules": 1, "outcomes": {"x": {"count": 1}},'
+        ' "violations": {}}}',
+        '{"complete": "yes", "tally": {"schedules": 1, "outcomes": {}, "violations": {}}}',
+    ],
+)
+def test_a_malformed_worker_answer_is_refused(answer: str) -> None:
+    s = race("race-truncate-during-write")
+    with pytest.raises(WorkerFailed, match="malformed"):
+        explore_bounded(s, "v6.14", 2, backend=LyingBackend(answer))
+
+
+def test_a_worker_refuses_another_file_at_the_scenario_path(tmp_path: Path) -> None:
+    """A worker loads the scenario from its path: if the file there is not the one the search
+    started from (a remote worker's copy, or a file changed meanwhile), the job fails in one
+    line instead of exploring something else."""
+    src = default_catalogue() / "race" / "race-truncate-during-write.toml"
+    mine = tmp_path / "race.toml"
+    mine.write_bytes(src.read_bytes())
+    s = load_scenario(mine)
+    mine.write_bytes(src.read_bytes() + b"\n# changed\n")
+    digest = file_digest(str(src))
+    with pytest.raises(WorkerFailed, match="not the file the search was started from"):
+        LocalBackend(1).run([(subtrees_job, (str(mine), digest, "v6.14", 2, [[]], 10))])
+    assert s.name == "race-truncate-during-write"
+
+
+def test_scenario_errors_survive_the_trip_back_from_a_worker() -> None:
+    e = ScenarioError("a.toml", "call[0].op", "unknown")
+    back = pickle.loads(pickle.dumps(e))
+    assert (back.path, back.field, back.reason) == ("a.toml", "call[0].op", "unknown")
+    assert str(back) == str(e)
 
 
 def test_dask_local_cluster_gives_the_same_search_as_the_pool() -> None:

@@ -175,6 +175,10 @@ class ScenarioError(ValueError):
         self.field = field_name
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[ScenarioError], tuple[str, str, str]]:
+        # Rebuilt from its three parts when a worker process sends it back.
+        return (ScenarioError, (self.path, self.field, self.reason))
+
 
 def fill(spec: str, length: int, start: int = 0) -> bytes:
     """Bytes ``start .. start+length`` of an object whose content is ``spec``.

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 # untyped, where it is present its calls are; the ignores cover both (unused-ignore: either way).
 from distributed import Client, LocalCluster  # type: ignore[import-not-found, unused-ignore]
 
-from writepath.explorer.workers import BackendUnavailable, Job
+from writepath.explorer.workers import BackendUnavailable, Job, WorkerFailed
 
 #: Seconds to wait for a --scheduler to answer before saying it cannot be reached.
 CONNECT_TIMEOUT = 10
@@ -35,7 +35,12 @@ class DaskBackend:
     def run(self, work: Sequence[Job]) -> list[str]:
         # pure=False: two equal jobs are still two tasks (never merged by Dask's key hashing).
         futures = [self.client.submit(fn, *args, pure=False) for fn, args in work]
-        results = self.client.gather(futures)  # type: ignore[no-untyped-call, unused-ignore]
+        try:
+            results = self.client.gather(futures)  # type: ignore[no-untyped-call, unused-ignore]
+        except Exception as e:
+            # A job's failure on a worker (a missing file, another file at the path, no
+            # writepath there) is the user's to see in one line, not a traceback.
+            raise WorkerFailed(f"a Dask worker failed: {type(e).__name__}: {e}") from None
         return [str(r) for r in results]
 
     @classmethod

@@ -12,13 +12,14 @@ picked, so Dask stays an optional extra (``writepath[distributed]``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 from writepath.explorer.engine import (
     DEFAULT_PCT_DEPTH,
@@ -74,12 +75,20 @@ class LocalBackend:
         ctx = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(self.jobs, mp_context=ctx) as pool:
             futures = [pool.submit(fn, *args) for fn, args in work]
-            return [str(f.result()) for f in futures]
+            try:
+                return [str(f.result()) for f in futures]
+            except Exception as e:
+                raise WorkerFailed(f"a worker failed: {type(e).__name__}: {e}") from None
 
 
 class BackendUnavailable(Exception):
     """The back-end asked for cannot be used here (its package is missing, its scheduler
     cannot be reached); the message says what to do."""
+
+
+class WorkerFailed(BackendUnavailable):
+    """A job failed on its worker or answered something that is not a tally (a worker that
+    saw another file at the scenario's path, lacks writepath, or ran out of memory)."""
 
 
 @contextmanager
@@ -103,14 +112,76 @@ def open_backend(name: str, jobs: int, scheduler: str | None = None) -> Iterator
         yield backend
 
 
+def file_digest(path: str) -> str:
+    """The sha256 of the scenario file a search was started from: a worker refuses a file
+    with other content at that path (a remote worker's copy, or a file changed meanwhile)."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 @lru_cache(maxsize=8)
-def _load(path: str) -> Scenario:
+def _load(path: str, digest: str) -> Scenario:
+    if file_digest(path) != digest:
+        raise ValueError(f"{path} on this worker is not the file the search was started from")
     return load_scenario(path)
 
 
-def subtrees_job(path: str, design: str, bound: int, prefixes: list[list[int]], budget: int) -> str:
+def _tally_of(text: str) -> tuple[Tally, bool]:
+    """A worker's answer, checked to have the shape a tally has before it is merged."""
+
+    def bad(why: str) -> WorkerFailed:
+        return WorkerFailed(f"a worker's answer is malformed: {why}")
+
+    try:
+        data: Any = json.loads(text)
+    except (ValueError, RecursionError):
+        raise bad("not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("complete"), bool):
+        raise bad("no completeness flag")
+    t = data.get("tally")
+    if not isinstance(t, dict) or set(t) != {"schedules", "outcomes", "violations"}:
+        raise bad("no tally")
+    if not _is_count(t["schedules"]):
+        raise bad("schedules is not a count")
+    tables = (
+        ("outcomes", ("count", "_best", "verdict", "calls", "files")),
+        ("violations", ("_best", "property", "detail")),
+    )
+    for table, needed in tables:
+        entries = t[table]
+        if not isinstance(entries, dict) or not all(
+            isinstance(e, dict) and all(k in e for k in needed) for e in entries.values()
+        ):
+            raise bad(f"{table} are not records")
+        for e in entries.values():
+            if "count" in needed and not _is_count(e["count"]):
+                raise bad("an outcome's count is not a count")
+            if not _is_schedule_record(e["_best"]):
+                raise bad("a record has no schedule")
+    return Tally.from_json(t), data["complete"]
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_schedule_record(best: object) -> bool:
+    # What schedule_order() and the report read of the record kept for an outcome.
+    return (
+        isinstance(best, dict)
+        and _is_count(best.get("preemptions"))
+        and _is_count(best.get("switches"))
+        and isinstance(best.get("choices"), list)
+        and all(_is_count(c) for c in best["choices"])
+        and isinstance(best.get("schedule"), str)
+    )
+
+
+def subtrees_job(
+    path: str, digest: str, design: str, bound: int, prefixes: list[list[int]], budget: int
+) -> str:
     """Explore the subtrees under ``prefixes``; the tally and completeness as JSON text."""
-    scenario = _load(path)
+    scenario = _load(path, digest)
     tally = Tally()
     complete = True
     for p in prefixes:
@@ -121,10 +192,17 @@ def subtrees_job(path: str, design: str, bound: int, prefixes: list[list[int]], 
 
 
 def random_job(
-    path: str, design: str, seed: int, start: int, stop: int, depth: int, horizon: int
+    path: str,
+    digest: str,
+    design: str,
+    seed: int,
+    start: int,
+    stop: int,
+    depth: int,
+    horizon: int,
 ) -> str:
     """PCT schedules ``start .. stop - 1`` of ``seed``; the tally as JSON text."""
-    tally = random_range(_load(path), design, seed, start, stop, depth, horizon)
+    tally = random_range(_load(path, digest), design, seed, start, stop, depth, horizon)
     return json.dumps({"tally": tally.to_json(), "complete": True})
 
 
@@ -153,14 +231,17 @@ def explore_bounded(
     # Deal the subtrees round-robin: each share gets some early and some late subtrees.
     shares = [pending[k::shares_n] for k in range(shares_n)]
     per_job = max((budget - tally.schedules) // shares_n, 1)
+    digest = file_digest(scenario.path)
     work: list[Job] = [
-        (subtrees_job, (scenario.path, design, bound, share, per_job)) for share in shares if share
+        (subtrees_job, (scenario.path, digest, design, bound, share, per_job))
+        for share in shares
+        if share
     ]
     complete = True
     for text in runner.run(work):
-        data = json.loads(text)
-        tally.merge(Tally.from_json(data["tally"]))
-        complete = complete and data["complete"]
+        part, done = _tally_of(text)
+        tally.merge(part)
+        complete = complete and done
     return Search(scenario.name, design, bound, complete, tally, now() - start, "bounded")
 
 
@@ -181,11 +262,15 @@ def explore_random(
         return Search(scenario.name, design, None, False, tally, now() - start, "random")
     runner = backend or LocalBackend(jobs)
     step = -(-count // runner.jobs)
+    digest = file_digest(scenario.path)
     work: list[Job] = [
-        (random_job, (scenario.path, design, seed, lo, min(lo + step, count), depth, horizon))
+        (
+            random_job,
+            (scenario.path, digest, design, seed, lo, min(lo + step, count), depth, horizon),
+        )
         for lo in range(0, count, step)
     ]
     tally = Tally()
     for text in runner.run(work):
-        tally.merge(Tally.from_json(json.loads(text)["tally"]))
+        tally.merge(_tally_of(text)[0])
     return Search(scenario.name, design, None, False, tally, now() - start, "random")
