@@ -881,12 +881,14 @@ def test_untrusted_guest_output_never_raises() -> None:
         {**good, "name": "../../etc/passwd"},
         {**good, "verdict": "fine"},
         {**good, "extra": 1},
+        {**good, "name": s.name + "\n"},
+        {**good, "raw": None},  # "ok" on the guest's word, without the child's answer
         done=False,
     )
     blob += b"wp-sem [1, 2]\nwp-sem {\nrandom kernel noise\n\xff\xfe\n" + b"wp-sem " + b"[" * 100000
     replay = semantics.parse_results(blob)
     assert list(replay.records) == [s.name] and not replay.done
-    assert len(replay.problems) >= 7
+    assert len(replay.problems) >= 9
     # A duplicate answer is refused; a malformed kernel answer is the oracle's error verdict.
     replay = semantics.parse_results(_results(good, good))
     assert any("twice" in p for p in replay.problems)
@@ -896,6 +898,9 @@ def test_untrusted_guest_output_never_raises() -> None:
     # No answer at all is an error too, and an unfinished replay is a problem.
     judged = semantics.judge("base", [s], semantics.parse_results(b""), {})
     assert judged.counts == {"error": 1} and judged.problems
+    # Guest text reaches the terminal with its control characters replaced.
+    rogue = guest.BOOT_PREFIX.encode() + b'{"release": "6.12\\u001b[2J"}\n'
+    assert semantics.parse_results(rogue).release == "6.12?[2J"
     # The size bound.
     huge = semantics.parse_results(b"x" * (semantics.MAX_RESULTS_BYTES + 10))
     assert any("cut" in p for p in huge.problems)

@@ -54,7 +54,15 @@ EXT4_IMAGE_MIB = 64
 #: Bounds on what is read back from the guest.
 MAX_RESULTS_BYTES = 192 << 20
 MAX_NAME = 100
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")  # used with fullmatch
+#: Verdicts a guest can only give with the child's answer (skip and error may come with one).
+_ANSWERED = ("ok", "stale-data")
+#: Control characters in guest text are shown as '?' so nothing reaches the terminal raw.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("?", text)
 
 SEMANTICS_LINE = "wp-lab: semantics exit="
 
@@ -181,12 +189,15 @@ def _record(doc: Any) -> GuestRecord:
     if not isinstance(doc, dict) or set(doc) != {"name", "verdict", "evidence", "raw"}:
         raise ValueError("wrong fields")
     name, verdict, evidence, raw = doc["name"], doc["verdict"], doc["evidence"], doc["raw"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError("bad name")
     if verdict not in (*ORACLE_VERDICTS, "stale-data"):
         raise ValueError(f"{name}: unknown verdict")
     if not isinstance(evidence, str):
         raise ValueError(f"{name}: evidence is not text")
+    if raw is None and verdict in _ANSWERED:
+        # An answered run is judged from the child's answer, decoded here; never on trust.
+        raise ValueError(f"{name}: verdict {verdict} without the child's answer")
     data: bytes | None = None
     if raw is not None:
         if not isinstance(raw, str) or len(raw) > (schema.MAX_RESULT_BYTES // 3 + 1) * 4:
@@ -195,7 +206,7 @@ def _record(doc: Any) -> GuestRecord:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError) as e:
             raise ValueError(f"{name}: answer is not base64") from e
-    return GuestRecord(name, verdict, evidence[:MAX_EVIDENCE], data)
+    return GuestRecord(name, verdict, _printable(evidence[:MAX_EVIDENCE]), data)
 
 
 def parse_results(blob: bytes) -> GuestReplay:
@@ -218,7 +229,7 @@ def parse_results(blob: bytes) -> GuestReplay:
             if prefix == BOOT_PREFIX:
                 release = doc.get("release") if isinstance(doc, dict) else None
                 if isinstance(release, str):
-                    replay.release = release[:MAX_NAME]
+                    replay.release = _printable(release[:MAX_NAME])
             elif prefix == DONE_PREFIX:
                 replay.done = True
             else:
@@ -227,7 +238,7 @@ def parse_results(blob: bytes) -> GuestReplay:
                     raise ValueError(f"{rec.name}: answered twice")
                 replay.records[rec.name] = rec
         except (ValueError, RecursionError) as e:
-            replay.problems.append(f"line {n}: {str(e)[:200]}")
+            replay.problems.append(_printable(f"line {n}: {str(e)[:200]}"))
     if len(replay.problems) > 20:
         replay.problems[20:] = [f"... and {len(replay.problems) - 20} more problems"]
     return replay
