@@ -409,3 +409,94 @@ def test_insns_need_a_source() -> None:
     assert e.value.field == "cost.retry.insns_source"
     doc["cost"]["retry"]["insns_source"] = "counted by hand"
     assert parse_profile(doc, "p.toml").costs["retry"].insns == 12
+
+
+# --- will-it-scale's shared-file tests: two tasks, one inode -----------------------------------
+
+#: test -> (file size after the period, [(offset, fill spec of the bytes there)]): pwrite2 and
+#: writeseek2 write page 0 from both tasks, pwrite3 and writeseek3 page k from task k.
+SHARED_FILE_ENDS = {
+    "pwrite2": (4096, None),
+    "writeseek2": (4096, None),
+    "pwrite3": (8192, [(0, "pattern:7"), (4096, "pattern:100")]),
+    "writeseek3": (8192, [(0, "pattern:7"), (4096, "pattern:100")]),
+}
+
+
+@pytest.mark.parametrize("test", sorted(SHARED_FILE_ENDS))
+def test_a_shared_file_workload_runs_two_tasks_that_wait_for_i_rwsem(workloads, test) -> None:
+    from writepath.cost.report import run_workload
+    from writepath.scenario import fill
+
+    w = workloads[f"will-it-scale.{test}"]
+    assert w.tasks == 2 and w.scenario.tasks == ("main", "t2")
+    assert "will-it-scale" in w.source and f"tests/{test}.c" in w.source
+    size, pages = SHARED_FILE_ENDS[test]
+    for design in cal.DESIGNS:
+        result = run_workload(w, design)
+        assert result.verdict == "ok"
+        writes = [c for c in result.calls if c.op in ("write", "pwrite")]
+        # Each task makes ops_per_period writes of the whole 4 KiB buffer.
+        assert len(writes) == 2 * w.ops_per_period
+        assert all(c.ret == 4096 for c in writes)
+        seeks = [c.ret for c in result.calls if c.op == "lseek"]
+        if test.startswith("writeseek"):
+            # Each task seeks its own file position: task k to page k (0 for writeseek2).
+            assert sorted(set(seeks)) == ([0] if test == "writeseek2" else [0, 4096])
+        f = result.files["target"]
+        # Two descriptions, not one shared position: the file does not grow past the pages.
+        assert f.size == size
+        if pages is None:
+            # Both tasks write page 0 whole under i_rwsem: it holds one buffer, never a mix.
+            assert f.read(0, 4096) in (fill("pattern:7", 4096), fill("pattern:100", 4096))
+        else:
+            for offset, spec in pages:
+                assert f.read(offset, 4096) == fill(spec, 4096)
+        waits = [e for e in result.events if e[0] == tp.LOCK_WAIT]
+        assert waits and all(str(e[2]).startswith("i_rwsem(target)") for e in waits)
+
+
+def _flat_profile(syscall: float) -> Any:
+    """This machine's profile with every cost 0 but the copy (1 cycle a byte) and the syscall
+    entry: the copy is inside i_rwsem, the syscall outside it."""
+    doc = _doc("amd-epyc-this-machine.toml")
+    for name, table in doc["cost"].items():
+        table["value"] = {"copy_byte": 1.0, "syscall": syscall}.get(name, 0.0)
+    return parse_profile(doc, "flat.toml")
+
+
+@pytest.mark.parametrize("test", ["pwrite2", "writeseek3"])
+def test_the_i_rwsem_section_bounds_the_rate_of_tasks_on_one_file(workloads, test) -> None:
+    w = workloads[f"will-it-scale.{test}"]
+    t = workload_tallies([w])
+    syscalls = 1 if test.startswith("pwrite") else 2  # writeseek adds the lseek
+    for syscall, serialized in ((100.0, True), (10_000.0, False)):
+        p = _flat_profile(syscall)
+        pred = cal.predict(w, p, t)
+        for d in cal.DESIGNS:
+            # Per task and operation: 4096 bytes copied under the lock, the syscalls outside.
+            assert pred.cycles_per_op[d] == pytest.approx(4096 + syscalls * syscall)
+            assert pred.critical_cycles_per_op[d] == pytest.approx(4096)
+            if serialized:
+                # Two tasks take turns in a 4096-cycle section: each gets half the lock.
+                assert pred.ops_per_s[d] == pytest.approx(p.hz / (2 * 4096))
+                assert pred.bound(d) == "i_rwsem"
+            else:
+                assert pred.ops_per_s[d] == pytest.approx(p.hz / (4096 + syscalls * syscall))
+                assert pred.bound(d) == "uncontended"
+
+
+def test_bench_json_of_a_shared_file_workload_has_the_bound_and_no_measurement(capsys) -> None:
+    assert _run_cli(["bench", "pwrite2", "--profile", "icl-xeon-gold-6346", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["workload"] == "will-it-scale.pwrite2" and obj["tasks"] == 2
+    assert "measured_change_pct" not in obj  # no 0day row for the shared-file tests
+    for d in obj["designs"].values():
+        assert d["bound"] in ("i_rwsem", "uncontended")
+        assert d["ops_per_s"] == pytest.approx(
+            min(d["uncontended_ops_per_s"], d["serialized_ops_per_s"])
+        )
+        assert d["i_rwsem_section_cycles_per_op"] < d["cycles_per_op"]
+    assert _run_cli(["bench", "writeseek3", "--profile", "icl-xeon-gold-6346"]) == 0
+    out = capsys.readouterr().out
+    assert "2 tasks on one inode" in out and "no 0day measurement" in out

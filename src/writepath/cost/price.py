@@ -29,12 +29,21 @@ assumption:
 
 ``within`` keeps a second tally of the events between ENTER and EXIT of
 ``fault_in_iov_iter_readable``, to compare with a measured cycle share of that function.
+
+A run of several tasks (``tally_tasks``) is tallied task by task (the events of one pid in
+order, so that nesting is never mixed across tasks) and summed. Its third tally, ``critical``,
+holds what each task paid from the ENTER of ``inode_lock`` to the EXIT of ``inode_unlock``: the
+section that i_rwsem lets one task run at a time (the i_rwsem unit itself, the acquire and
+release, is inside it). ``lock_waits`` counts the ``lock_wait`` events on an i_rwsem: how often a
+task found the inode locked by another. A wait is counted, not priced: the profiles hold no cost
+for the contended rwsem's slow path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from writepath.cost.profile import COST_UNITS, Profile
 from writepath.kernel import tracepoints as tp
@@ -44,6 +53,8 @@ from writepath.kernel.tracepoints import Event
 SYSCALLS = frozenset({"ksys_write", "ksys_pwrite64", "do_writev", "do_pwritev", "ksys_lseek"})
 WRITE_LOOPS = frozenset({"generic_perform_write", "iomap_write_iter"})
 FAULT_IN = "fault_in_iov_iter_readable"
+#: The JSON key of the i_rwsem critical section's tally.
+CRITICAL = "i_rwsem_critical_section"
 BALANCE_DIRTY = frozenset(
     {"balance_dirty_pages_ratelimited", "balance_dirty_pages_ratelimited_flags"}
 )
@@ -64,19 +75,44 @@ class Tally:
 
     total: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COST_UNITS, 0.0))
     fault_in: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COST_UNITS, 0.0))
+    #: What the tasks paid while holding an i_rwsem (``tally_tasks`` only; zeros otherwise).
+    critical: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COST_UNITS, 0.0))
+    #: lock_wait events on an i_rwsem (``tally_tasks`` only).
+    lock_waits: float = 0.0
 
     def scaled(self, factor: float) -> Tally:
         return Tally(
             {k: v * factor for k, v in self.total.items()},
             {k: v * factor for k, v in self.fault_in.items()},
+            {k: v * factor for k, v in self.critical.items()},
+            self.lock_waits * factor,
         )
 
-    def to_json(self) -> dict[str, dict[str, float]]:
-        return {"total": dict(self.total), FAULT_IN: dict(self.fault_in)}
+    def add(self, other: Tally) -> None:
+        for mine, theirs in (
+            (self.total, other.total),
+            (self.fault_in, other.fault_in),
+            (self.critical, other.critical),
+        ):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0.0) + v
+        self.lock_waits += other.lock_waits
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": dict(self.total),
+            FAULT_IN: dict(self.fault_in),
+            CRITICAL: dict(self.critical),
+            "lock_waits": self.lock_waits,
+        }
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Mapping[str, float]]) -> Tally:
-        return cls(dict(doc["total"]), dict(doc[FAULT_IN]))
+    def from_json(cls, doc: Mapping[str, Any]) -> Tally:
+        t = cls(dict(doc["total"]), dict(doc[FAULT_IN]))
+        if CRITICAL in doc:
+            t.critical = dict(doc[CRITICAL])
+        t.lock_waits = float(doc.get("lock_waits", 0.0))
+        return t
 
 
 def _pages(addr: int, length: int) -> int:
@@ -169,6 +205,40 @@ def tally(events: Iterable[Event]) -> Tally:
         elif kind == tp.RETRY:
             add("retry")
     return t
+
+
+def _critical_sections(events: Iterable[Event]) -> list[Event]:
+    """One task's events from each ENTER of ``inode_lock`` to the EXIT of ``inode_unlock``."""
+    inside: list[Event] = []
+    held = False
+    for e in events:
+        kind, _pid, a, _b = e
+        if kind == tp.ENTER and a == "inode_lock":
+            held = True
+        if held:
+            inside.append(e)
+        if kind == tp.EXIT and a == "inode_unlock":
+            held = False
+    return inside
+
+
+def _is_i_rwsem_wait(event: Event) -> bool:
+    return event[0] == tp.LOCK_WAIT and isinstance(event[2], str) and event[2].startswith("i_rwsem")
+
+
+def tally_tasks(events: Iterable[Event]) -> Tally:
+    """``tally`` of every task's own events, summed, with each task's i_rwsem critical sections
+    tallied apart and the i_rwsem waits counted (see the module docstring)."""
+    by_pid: dict[int, list[Event]] = {}
+    for e in events:
+        by_pid.setdefault(e[1], []).append(e)
+    out = Tally()
+    for mine in by_pid.values():
+        t = tally(mine)
+        t.critical = tally(_critical_sections(mine)).total
+        t.lock_waits = float(sum(1 for e in mine if _is_i_rwsem_wait(e)))
+        out.add(t)
+    return out
 
 
 def unit_cost(profile: Profile, name: str) -> float:

@@ -73,6 +73,18 @@ def lkp_table(report: Mapping[str, Any], design: str | None = None) -> str:
             f"{c['uaccess_window_cycles']:.1f} ({c['uaccess_window_how']}); path "
             f"x{c['path_scale']:.3f} ({c['path_scale_how']})"
         )
+        if "bound" in d["v6.13"]:
+            a, b = d["v6.13"], d["v6.14"]
+            lines.append(
+                f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  {r['tasks']} tasks on one inode: "
+                f"i_rwsem section {a['i_rwsem_section_cycles_per_op']:.0f} -> "
+                f"{b['i_rwsem_section_cycles_per_op']:.0f} cycles/op allows "
+                f"{_num(a['serialized_ops_per_s'])} -> {_num(b['serialized_ops_per_s'])} ops/s "
+                f"per task; uncontended {_num(a['uncontended_ops_per_s'])} -> "
+                f"{_num(b['uncontended_ops_per_s'])}; bound: {a['bound']} -> {b['bound']}"
+            )
+            if m is None:
+                lines.append(f"{'':>14}  {'':>8}  {'':>14}  {'':>9}  no 0day measurement")
         lines.append("")
     if report.get("kind") == "zeroday":
         lines += _error_summary(report["rows"])

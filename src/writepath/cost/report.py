@@ -1,19 +1,21 @@
 """Compute, then render: the results of ``bench`` as plain JSON-ready dicts.
 
 ``workload_tallies`` runs each workload once per design in the model (tallies do not depend on
-the profile). ``bench_report`` and ``zeroday_report`` return a full report (everything the table
-shows); ``issue_json`` cuts it to the exact shape issue 9 asks of ``--json``.
+the profile); a workload of several tasks runs them in lockstep (``Lockstep``). ``bench_report``
+and ``zeroday_report`` return a full report (everything the table shows); ``issue_json`` cuts it
+to the exact shape issue 9 asks of ``--json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from writepath.cost.calibrate import (
     DESIGNS,
+    Prediction,
     Tallies,
     all_rows,
     base_cycles,
@@ -21,37 +23,72 @@ from writepath.cost.calibrate import (
     predict,
     zeroday,
 )
-from writepath.cost.price import Tally, tally
+from writepath.cost.price import Tally, tally, tally_tasks
 from writepath.cost.profile import Profile, load_profiles
 from writepath.cost.workload import Workload, WorkloadError, find_workload, load_workloads
-from writepath.run import run_scenario
+from writepath.results import RunResult
+from writepath.run import release_machine, run_scenario, run_tasks
 from writepath.scenario import FILESYSTEMS
+from writepath.sched import Runnable
+
+
+class Lockstep:
+    """A schedule for tasks that each have a CPU of their own: at every scheduling point the
+    running task gives way to the next runnable one, so the tasks advance one point each in
+    turn, and one that reaches ``inode_lock`` while another holds i_rwsem waits for it, as on
+    two CPUs running the loop at once. (The model has no clock: lockstep is the assumption
+    that the tasks run at the same speed.)"""
+
+    def choose(self, alternatives: Sequence[Runnable], preemption: bool, point: str) -> int:
+        return 1 if preemption and len(alternatives) > 1 else 0
+
+
+def run_workload(workload: Workload, design: str) -> RunResult:
+    """One period of ``workload`` under ``design``, with its event log; several tasks run in
+    ``Lockstep``."""
+    if workload.tasks == 1:
+        return run_scenario(workload.scenario, design)
+    run = run_tasks(workload.scenario, design, Lockstep(), keep_events=True)
+    release_machine(run.machine)
+    return run.result
 
 
 def workload_tallies(workloads: Iterable[Workload]) -> dict[tuple[str, str], Tally]:
+    """Per design, what one operation of one task pays: the period's tally over its tasks x
+    ``ops_per_period``."""
     out: dict[tuple[str, str], Tally] = {}
     for w in workloads:
         for d in DESIGNS:
-            result = run_scenario(w.scenario, d)
+            result = run_workload(w, d)
             if result.verdict != "ok":
                 raise WorkloadError(
                     w.path, "scenario", f"did not run to the end under {d} ({result.verdict})"
                 )
-            out[(w.name, d)] = tally(result.events).scaled(1 / w.ops_per_period)
+            t = tally_tasks(result.events) if w.tasks > 1 else tally(result.events)
+            out[(w.name, d)] = t.scaled(1 / (w.ops_per_period * w.tasks))
+    return out
+
+
+def _design_dict(pred: Prediction, d: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"ops_per_s": pred.ops_per_s[d], "cycles_per_op": pred.cycles_per_op[d]}
+    if pred.tasks > 1:
+        # Several tasks on one inode: the rate is bounded by the i_rwsem section (calibrate).
+        out["uncontended_ops_per_s"] = pred.uncontended_ops_per_s[d]
+        out["i_rwsem_section_cycles_per_op"] = pred.critical_cycles_per_op[d]
+        out["serialized_ops_per_s"] = pred.serialized_ops_per_s[d]
+        out["bound"] = pred.bound(d)
     return out
 
 
 def _row_dict(
-    workload: Workload, profile: str, pred: Any, measured: Any | None, fit: Any
+    workload: Workload, profile: str, pred: Prediction, measured: Any | None, fit: Any
 ) -> dict[str, Any]:
     return {
         "workload": workload.name,
         "metric": f"{workload.name}.{workload.metric.split('.', 1)[-1]}",
         "profile": profile,
-        "designs": {
-            d: {"ops_per_s": pred.ops_per_s[d], "cycles_per_op": pred.cycles_per_op[d]}
-            for d in DESIGNS
-        },
+        "tasks": workload.tasks,
+        "designs": {d: _design_dict(pred, d) for d in DESIGNS},
         "change_pct": pred.change_pct,
         "measured": None
         if measured is None
@@ -112,6 +149,10 @@ def bench_report(
     pred = predict(workload, fit.profile, tallies, base)
     d = _row_dict(workload, profile_name, pred, row, fit)
     d["measured_change_pct"] = None if row is None else row.change_pct
+    if workload.tasks > 1:
+        d["i_rwsem_waits_per_op"] = {
+            des: tallies[(workload.name, des)].lock_waits for des in DESIGNS
+        }
     d["breakdown"] = {
         des: {
             k: n
@@ -132,7 +173,11 @@ def issue_json(report: Mapping[str, Any]) -> list[dict[str, Any]] | dict[str, An
     """The shape of issue 9: one object per row (a list for ``--0day``)."""
     keys = ISSUE_KEYS + (("held_out_error_pp",) if report["kind"] == "zeroday" else ())
     rows = [{k: r[k] for k in keys if k in r} for r in report["rows"]]
-    for r in rows:
+    for r, full in zip(rows, report["rows"], strict=True):
+        if full.get("tasks", 1) > 1:
+            # A shared-file workload: its designs carry the i_rwsem bound, and this says for
+            # how many tasks it was computed.
+            r["tasks"] = full["tasks"]
         if r.get("measured_change_pct") is None:
             r.pop("measured_change_pct", None)
     return rows if report["kind"] == "zeroday" else rows[0]

@@ -4,7 +4,11 @@ robot's measurements of that loop (``[[measured]]``) beside it.
 ``[scenario]`` uses the scenario-file format (README "Scenario files") plus two fields that keep
 long loops short to write: ``repeat_calls`` (the ``call`` list is repeated that many times) and
 ``final_calls`` (appended once, e.g. the rewind of fsbuffer-w). One run of the scenario is one
-*period* of the loop, ``ops_per_period`` operations of the benchmark's metric.
+*period* of the loop, ``ops_per_period`` operations of the benchmark's metric per task.
+
+A scenario whose calls name several tasks (will-it-scale's shared-file tests: every task runs
+the loop on one file) is run with the tasks interleaved (``report.workload_tallies``); its cost
+per operation is per task: the period's events over tasks x ``ops_per_period``.
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ class Workload:
     scenario: Scenario
     measurements: tuple[Measurement, ...]
     path: str = "<memory>"
+
+    @property
+    def tasks(self) -> int:
+        """How many tasks run the loop at once (each makes ``ops_per_period`` operations)."""
+        return len(self.scenario.tasks)
 
 
 def _str(path: str, where: str, doc: Mapping[str, Any], key: str, required: bool = True) -> str:
