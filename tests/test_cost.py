@@ -322,6 +322,22 @@ def test_a_bad_profiles_dir_is_an_error_not_a_traceback(tmp_path: Path, capsys) 
     assert "cost.syscall.source" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe not utf-8", b"x = " + b"9" * 5000, b"x = " + b"[" * 100_000, b"name = ", b""],
+)
+@pytest.mark.parametrize("kind", ["profiles", "workloads"])
+def test_hostile_cost_files_are_one_line_not_a_traceback(
+    kind: str, content: bytes, tmp_path: Path, capsys
+) -> None:
+    """--profiles-dir and --workloads-dir take files from anywhere, read as scenario files are."""
+    (tmp_path / "bad.toml").write_bytes(content)
+    argv = ["bench", "pwrite1", "--profile", "amd-epyc-this-machine", f"--{kind}-dir", str(tmp_path)]
+    assert _run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.toml" in err and "Traceback" not in err
+
+
 def test_a_workload_with_a_bad_scenario_names_the_field() -> None:
     doc = tomllib.loads((WORKLOADS / "will-it-scale-pwrite1.toml").read_text())
     doc["scenario"]["call"][0]["op"] = "teleport"

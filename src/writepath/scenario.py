@@ -886,61 +886,76 @@ def parse_scenario(
     )
 
 
-def _read_scenario_text(p: Path) -> str:
+class TomlFileError(Exception):
+    """A TOML file that cannot be read or parsed; ``reason`` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _read_small_text(p: Path, max_bytes: int, what: str) -> str:
     """The file's text, refusing what is not a small regular UTF-8 file before reading it all."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
-        raise ScenarioError(str(p), "-", f"cannot read: {e.strerror}") from e
+        raise TomlFileError(f"cannot read: {e.strerror}") from e
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise ScenarioError(str(p), "-", "is a directory, not a scenario file")
+            raise TomlFileError(f"is a directory, not a {what}")
         if not stat.S_ISREG(st.st_mode):
-            raise ScenarioError(str(p), "-", "is not a regular file")
-        if st.st_size > MAX_SCENARIO_BYTES:
-            raise ScenarioError(
-                str(p),
-                "-",
-                f"is {st.st_size} bytes; a scenario file has at most {MAX_SCENARIO_BYTES} bytes",
-            )
+            raise TomlFileError("is not a regular file")
+        if st.st_size > max_bytes:
+            raise TomlFileError(f"is {st.st_size} bytes; a {what} has at most {max_bytes} bytes")
         chunks: list[bytes] = []
         got = 0
-        while got <= MAX_SCENARIO_BYTES:
-            chunk = os.read(fd, MAX_SCENARIO_BYTES + 1 - got)
+        while got <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - got)
             if not chunk:
                 break
             chunks.append(chunk)
             got += len(chunk)
         data = b"".join(chunks)
     except OSError as e:
-        raise ScenarioError(str(p), "-", f"cannot read: {e.strerror}") from e
+        raise TomlFileError(f"cannot read: {e.strerror}") from e
     finally:
         os.close(fd)
-    if len(data) > MAX_SCENARIO_BYTES:  # it grew while we looked
-        raise ScenarioError(str(p), "-", f"has more than {MAX_SCENARIO_BYTES} bytes")
+    if len(data) > max_bytes:  # it grew while we looked
+        raise TomlFileError(f"has more than {max_bytes} bytes")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ScenarioError(str(p), "-", f"is not UTF-8 text (byte {e.start})") from e
+        raise TomlFileError(f"is not UTF-8 text (byte {e.start})") from e
+
+
+def read_toml_file(
+    path: str | Path, max_bytes: int = MAX_SCENARIO_BYTES, what: str = "scenario file"
+) -> dict[str, Any]:
+    """Read and parse a small TOML file from anywhere (scenarios, cost workloads and profiles);
+    every failure is a TomlFileError with a one-line reason, never a traceback."""
+    text = _read_small_text(Path(path), max_bytes, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise TomlFileError(f"not valid TOML: {e}") from e
+    except ValueError as e:
+        # int() refuses integer literals of more than 4300 digits with a plain ValueError.
+        raise TomlFileError(f"not valid TOML: {str(e).split(';')[0]}") from e
+    except RecursionError as e:
+        raise TomlFileError("not valid TOML: nested too deeply") from e
+    except MemoryError as e:
+        raise TomlFileError("not valid TOML: out of memory while parsing") from e
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file; every failure is a ScenarioError."""
     p = Path(path)
-    text = _read_scenario_text(p)
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(str(p), "-", f"not valid TOML: {e}") from e
-    except ValueError as e:
-        # int() refuses integer literals of more than 4300 digits with a plain ValueError.
-        raise ScenarioError(str(p), "-", f"not valid TOML: {str(e).split(';')[0]}") from e
-    except RecursionError as e:
-        raise ScenarioError(str(p), "-", "not valid TOML: nested too deeply") from e
-    except MemoryError as e:
-        raise ScenarioError(str(p), "-", "not valid TOML: out of memory while parsing") from e
+        doc = read_toml_file(p)
+    except TomlFileError as e:
+        raise ScenarioError(str(p), "-", e.reason) from e
     try:
         return parse_scenario(doc, str(p))
     except RecursionError as e:

@@ -8,11 +8,15 @@ values are refused as ``path: field: reason`` (the scenario reader's convention)
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from writepath.scenario import TomlFileError, read_toml_file
+
+#: A profile file is small: one value per cost unit, with its source.
+MAX_PROFILE_BYTES = 1 << 20
 
 #: Every cost category the pricing knows, with the unit its value must be given in. This is the
 #: schema of a profile, not a cost: the numbers live in the TOML files.
@@ -247,11 +251,9 @@ def parse_profile(
 
 def _read_toml(p: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ProfileError(str(p), "-", f"cannot read: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(str(p), "-", f"not valid TOML: {e}") from e
+        return read_toml_file(p, MAX_PROFILE_BYTES, "profile file")
+    except TomlFileError as e:
+        raise ProfileError(str(p), "-", e.reason) from e
 
 
 def load_profiles(directory: str | Path | None = None) -> dict[str, Profile]:

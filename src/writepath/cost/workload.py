@@ -14,16 +14,23 @@ per operation is per task: the period's events over tasks x ``ops_per_period``.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from writepath.scenario import Scenario, ScenarioError, parse_scenario
+from writepath.scenario import (
+    Scenario,
+    ScenarioError,
+    TomlFileError,
+    parse_scenario,
+    read_toml_file,
+)
 
 #: A period may not expand to more calls than this: the model runs every one of them.
 MAX_PERIOD_CALLS = 10_000
+#: A workload file is small: its scenario lists one period's loop body.
+MAX_WORKLOAD_BYTES = 1 << 20
 
 
 class WorkloadError(ValueError):
@@ -207,12 +214,13 @@ def parse_workload(doc: Mapping[str, Any], path: str = "<memory>") -> Workload:
 def load_workload(path: str | Path) -> Workload:
     p = Path(path)
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise WorkloadError(str(p), "-", f"cannot read: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise WorkloadError(str(p), "-", f"not valid TOML: {e}") from e
-    return parse_workload(doc, str(p))
+        doc = read_toml_file(p, MAX_WORKLOAD_BYTES, "workload file")
+    except TomlFileError as e:
+        raise WorkloadError(str(p), "-", e.reason) from e
+    try:
+        return parse_workload(doc, str(p))
+    except (RecursionError, MemoryError) as e:
+        raise WorkloadError(str(p), "-", f"cannot be checked: {type(e).__name__}") from e
 
 
 def default_workloads_dir() -> Path:
