@@ -16,9 +16,10 @@
 - each filesystem's own invariants (``FS_INVARIANTS``, by filesystem name):
   ``journalled-buffer-dirty``: a data=journal buffer never has BH_Dirty (the journal writes
   it: BH_JBDDirty only); the ext4 data=journal bug of 2015 breaks it.
-  ``orangefs-write-range``: an orangefs folio's write range lies inside the file when writeback
-  sends it (no warning from orangefs_writepage_locked()) and at the end of the run; the orangefs
-  bug of 2025 breaks it.
+  ``orangefs-write-range``: what 219bf6edd7ef makes orangefs writeback guarantee: it never
+  warns (orangefs_writepage_locked()), and no written byte is lost: at the end, inside i_size,
+  each uptodate folio holds what the server will hold once the folio's pending write range is
+  sent (a clean folio: the server's bytes). The orangefs bug of 2025 breaks the first half.
 """
 
 from __future__ import annotations
@@ -172,9 +173,13 @@ def journalled_buffers_clean(name: str, inode: Inode, events: list[Event]) -> li
 def orangefs_write_ranges_inside(
     name: str, inode: Inode, events: list[Event]
 ) -> list[tuple[str, str]]:
-    """orangefs: every write range writeback sent was inside i_size (no warning from
-    orangefs_writepage_locked()), and every range still waiting to be sent is: it starts
-    before i_size and ends at most at i_size."""
+    """orangefs, from what 219bf6edd7ef guarantees: no warning from orangefs_writepage_locked()
+    (before the fix, a range that does not start inside the file warns there), and no written
+    byte lost. For the second: inside i_size, the server's blocks with each dirty folio's
+    pending write range laid over them (what writeback will send there) equal every uptodate
+    folio's bytes. Bytes a write put outside the range the folio keeps would never reach the
+    server; a range sent past i_size (the fixed writeback sends a range that starts at EOF
+    whole) lands outside the file and is not judged."""
     out: list[tuple[str, str]] = []
     for kind, _pid, where, what in events:
         if (
@@ -183,14 +188,27 @@ def orangefs_write_ranges_inside(
             and str(what).startswith(f"{inode.name}:")
         ):
             out.append(("orangefs-write-range", str(what)))
+    size = inode.i_size
     for folio in _file_folios(inode):
+        start = folio.index << PAGE_SHIFT
+        inside = min(PAGE_SIZE, size - start)
+        if inside <= 0 or not folio.uptodate:
+            continue
+        server = bytearray(inode.disk.get(folio.index, bytes(PAGE_SIZE))[:inside])
         wr = folio_write_range(folio)
-        if wr is not None and not (wr.pos < inode.i_size and wr.pos + wr.len <= inode.i_size):
+        if folio.dirty and wr is not None:
+            lo = max(wr.pos, start) - start
+            hi = min(wr.pos + wr.len, start + inside) - start
+            if lo < hi:
+                server[lo:hi] = folio.data[lo:hi]
+        if bytes(folio.data[:inside]) != bytes(server):
+            lost = next(k for k in range(inside) if folio.data[k] != server[k])
             out.append(
                 (
                     "orangefs-write-range",
-                    f"{name}: folio {folio.index} keeps write range [{wr.pos}, "
-                    f"{wr.pos + wr.len}) for i_size {inode.i_size}",
+                    f"{name}: byte {start + lost} of the file would never reach the server "
+                    f"(folio {folio.index}, write range "
+                    f"{'none' if wr is None else f'[{wr.pos}, {wr.pos + wr.len})'})",
                 )
             )
     return out

@@ -6,7 +6,7 @@ gfs2 holds its inode glock across the write, so a page fault on a source that ma
 could need that glock again. gfs2 therefore runs the whole write loop with page faults disabled;
 when it comes back short or with -EFAULT, gfs2 faults in a window of the source itself (faults
 enabled) and, if any byte of the window could be faulted in, retries; it gives up only when
-nothing could be. The window stays the same while no progress is made
+nothing could be. The window is the rest of the source page the iterator stands in
 (``should_fault_in_pages()``), so this loop trusts the inner loop to copy whatever is readable.
 The inner loop's prefault check decides: written ``== bytes`` (fail only if nothing can be
 faulted in), it copies the readable part of a partly bad chunk and the outer loop moves on;
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from writepath.kernel.constants import MAX_LFS_FILESIZE, PAGE_SHIFT, PAGE_SIZE
+from writepath.kernel.constants import MAX_LFS_FILESIZE, PAGE_SIZE
 from writepath.kernel.filemap import EFAULT, filemap_fault, generic_write_checks
 from writepath.kernel.fs.ext4 import ext4_aops
 from writepath.kernel.iov_iter import ITER_UBUF, IovIter, fault_in_iov_iter_readable
@@ -37,37 +37,35 @@ from writepath.kernel.pagecache import Folio
 from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release, note_no_progress
 from writepath.kernel.vfs import FileSystem, Kiocb
 
-#: The largest window gfs2 faults in at once (should_fault_in_pages(), v5.16: 4 pages).
-GFS2_MAX_FAULT_IN = 4 * PAGE_SIZE
-
 
 @dataclass
 class FaultInWindow:
-    """should_fault_in_pages()' two locals of gfs2_file_buffered_write(): the count seen at the
-    last call and the window to fault in."""
+    """The two locals of gfs2_file_buffered_write() that should_fault_in_pages() updates: the
+    count seen at the last call and the window to fault in."""
 
     prev_count: int = 0
     window_size: int = 0
 
 
 def should_fault_in_pages(ret: int, i: IovIter, user_address: int, w: FaultInWindow) -> bool:
-    """should_fault_in_pages() (fs/gfs2/file.c, v5.16): whether to fault in and retry: bytes are
-    left, and the last pass made progress or failed with -EFAULT. The window (up to four pages
-    from the iterator's position, to the end of the page it ends in) is recomputed only when
-    the count changed since the last call: without progress it stays the same.
+    """should_fault_in_pages() (fs/gfs2/file.c, v5.16, as 00bfe02f4796 added it): whether to
+    fault in and retry: bytes are left, and the last pass made progress or failed with -EFAULT.
 
-    Simplified: the kernel sizes the first window by the pages the task may still dirty
-    (balance_dirty_pages' ratelimit); the model always takes the four pages."""
+    As merged, the block that sizes a multi-page window (when the count changed since the last
+    call) declares its own ``pages``, which shadows the function's ``pages = 1``; what it
+    computes is thrown away. The window is therefore always the rest of the page the iterator
+    stands in, ``PAGE_SIZE - offset_in_page(p)``, recomputed on every call, progress or not.
+
+    Simplified: v5.16 also refuses a non-iovec iterator (``iter_is_iovec()``); every write the
+    model runs comes from user memory, as an ITER_UBUF or ITER_IOVEC iterator (ITER_UBUF did not
+    exist in v5.16, where such writes were ITER_IOVEC), so that test always passes here."""
     count = i.count
     if not count:
         return False
     if ret <= 0 and ret != -EFAULT:
         return False
-    if w.prev_count != count or not w.window_size:
-        size = min(count + (user_address & (PAGE_SIZE - 1)), GFS2_MAX_FAULT_IN)
-        pages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
-        w.window_size = pages * PAGE_SIZE - (user_address & (PAGE_SIZE - 1))
     w.prev_count = count
+    w.window_size = PAGE_SIZE - (user_address & (PAGE_SIZE - 1))
     return True
 
 

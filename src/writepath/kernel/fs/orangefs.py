@@ -4,40 +4,46 @@ orangefs does no read-modify-write: write_begin neither reads nor zeroes the fol
 folio remembers in ``folio->private`` the one byte range of it that writes put there and the
 server does not have yet (``struct orangefs_write_range``: pos, len, and the writer's uid and
 gid, not modelled: every task here is one user). A write contiguous with the range extends it;
-any other write first launders the folio (writes the range to the server, synchronously) and
-starts a new range. Writeback sends exactly the range, clipped to i_size, and warns if the range
-does not start inside the file (``orangefs_writepage_locked()``).
+any other write first launders the folio (writes a range to the server, synchronously) and
+starts a new range. Writeback (``orangefs_writepage_locked()``) sends the range to the server.
 
-The bug (facts.md §3): write_begin records the whole ``len`` it was asked for, but write_end
+The bug (facts.md §3): write_begin records the whole ``len`` it was asked for, and write_end
 accepts a short copy as it is and never takes back from the range what was not copied. A zero
-copy at EOF leaves a range that starts at i_size; the retry's write_begin finds a range it cannot
-extend and launders it, and writeback warns (xfstests generic/010 hit that warning once v6.14 made
-zero copies common). Fixed by 219bf6edd7ef. ``orangefs_write_end()`` is the fixed form as the
-model has it: a short copy takes the bytes it did not write back out of the range, and a range
-left empty is dropped with nothing to send (the folio is not dirtied for it), which keeps the
-range to bytes the file holds. The text of 219bf6edd7ef
-was not available to this model's author: the fixed form restores the invariant the warning
-checks, by the least change to write_end; it is not a copy of that commit.
-``orangefs_write_end_2025()`` is write_end as in v6.14–v6.15, before the fix.
+copy at EOF leaves a range that starts at i_size; the retry's write_begin finds a range it
+cannot extend and launders it, and writeback, finding a range that does not start inside the
+file, warns and computes an empty (or, past EOF, wrapped) length to send. xfstests generic/010
+hit the warning once v6.14 made zero copies common; the fix's message says orangefs deadlocked
+writing page cache data out, a hang in the exchange with the userspace server that the model
+does not have (the model's server takes any length, zero too); the model shows the warnings.
 
-Both forms share write_end's "fully written page" branch: a zero copy of a whole page into a
-folio that is not uptodate zeroes it and marks it uptodate. Over a file page that is on the
-server but not cached, an EFAULT write therefore leaves a page of zeros in the cache (the
-explorer reports efault-after-copy for it under v6.14, where such zero copies happen alone).
-What 219bf6edd7ef does about that branch is not known here; the model keeps the branch as
-v6.18 has it.
+Fixed by 219bf6edd7ef ("orangefs: adjust counting code to recover from 665575cf", Mike
+Marshall), merged for v6.15 (between -rc6 and -rc7) and backported to 6.14.y. It leaves
+write_end alone. It changes two functions: writeback no longer warns about where the range lies,
+clips the range to i_size only when it starts inside the file or at its end, and sends the whole
+range when that clip is empty; and write_begin, when it cannot extend the range, first makes the
+range the new write's [pos, pos + len) and then launders: what laundering sends is the new
+write's bytes as the folio holds them before the copy, not the old range.
 
-The server is ``Inode.disk`` (one page per block); its own file size is not modelled. A read
-sees a folio that is not uptodate only after orangefs_read_folio() has laundered its range to
-the server; the end state of a run (``writepath.run.file_state``) reads uptodate folios over the
-disk and does not yet overlay such a pending range, so a run's file content is right only where
-each written page ends uptodate (written whole, or from its start to EOF, as the race scenarios
-do). Not
+Forms: ``orangefs`` is v6.18 (the fixed code); ``orangefs-2025`` is the code before the fix as
+v6.14 shipped it (v6.15-rc1 to -rc6 had the same logic on folios). Both share write_end, and its
+"fully written page" branch: a zero copy of a whole page into a folio that is not uptodate zeroes
+it and marks it uptodate, so over a file page that is on the server but not cached an EFAULT
+write leaves a page of zeros in the cache (the explorer reports efault-after-copy for it under
+v6.14, where such zero copies happen alone).
+
+The server is ``Inode.disk`` (one page per block); its own file size is not modelled (the fixed
+writeback may send bytes past i_size: they land in the server's blocks). A read sees a folio
+that is not uptodate only after orangefs_read_folio() has laundered its range to the server;
+the end state of a run (``writepath.run.file_state``) reads uptodate folios over the disk and
+does not overlay such a pending range, so a run's file content is right only where each written
+page ends uptodate (written whole, or from its start to EOF, as the race scenarios do). Not
 modelled either: the orangefs inode attribute cache and its revalidation, the bufmap, large
 folios (orangefs has none), and writepages (nothing here runs writeback but laundering).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.bug import WARN_ON
@@ -104,68 +110,116 @@ def _send_to_server(inode: Inode, folio: Folio, off: int, wlen: int) -> None:
 
 
 def orangefs_writepage_locked(task: Task, folio: Folio) -> int:
-    """orangefs_writepage_locked() (fs/orangefs/inode.c, v6.18): send the folio's write range,
-    clipped to i_size, to the server, then drop the range. It warns if the range does not start
-    inside the file or ends past it (an empty clip falls back to the whole range), and if the
-    folio has no range at all (then the whole folio inside i_size is sent).
-
-    Where the range starts beyond i_size the kernel's unsigned length wraps; the model sends
-    the whole range then, as it does for an empty clip."""
+    """orangefs_writepage_locked() (fs/orangefs/inode.c, v6.18; its range logic as 219bf6edd7ef
+    made it): send the folio's write range to the server, then drop the range. The range is
+    clipped to i_size if it starts inside the file or at its end and runs past it; a clip left
+    empty (a range starting at i_size) sends the whole range instead. A folio without a range
+    warns and sends the folio, clipped to i_size when it starts inside the file. A length of
+    zero warns."""
     inode = folio.mapping.host
     size = inode.i_size
     where = "orangefs_writepage_locked"
     wr = folio_write_range(folio)
     if wr is not None:
         off = wr.pos
-        wlen = size - off if off + wr.len > size else wr.len
-        if wlen <= 0:
+        wlen = size - off if off + wr.len > size and off <= size else wr.len
+        if wlen == 0:
             wlen = wr.len
     else:
         WARN_ON(task, True, where, f"{inode.name}: folio {folio.index} has no write range")
         off = folio_pos(folio)
-        wlen = min(folio_size(folio), size - off)
-    WARN_ON(
-        task,
-        off == size or off + wlen > size,
-        where,
-        f"{inode.name}: write range [{off}, {off + wlen}) of folio {folio.index} "
-        f"is not inside i_size {size}",
-    )
+        wlen = folio_size(folio)
+        # The kernel compares with the unsigned len - off: past EOF it wraps and never clips.
+        if off <= size and wlen > size - off:
+            wlen = size - off
+    WARN_ON(task, wlen == 0, where, f"{inode.name}: nothing to send from folio {folio.index}")
     if wlen > 0:
         _send_to_server(inode, folio, off, wlen)
     folio.private = None
     return 0
 
 
-def orangefs_launder_folio(task: Task, folio: Folio) -> int:
-    """orangefs_launder_folio() (fs/orangefs/inode.c, v6.18): a dirty folio is cleaned
-    (folio_clear_dirty_for_io()) and written at once by orangefs_writepage_locked()."""
-    if folio.dirty:
-        folio.dirty = False
-        return orangefs_writepage_locked(task, folio)
+def orangefs_writepage_locked_2025(task: Task, folio: Folio) -> int:
+    """orangefs_writepage_locked() before 219bf6edd7ef (fs/orangefs/inode.c, v6.14): the range
+    clipped to i_size whenever it runs past it, with three warnings: the range does not start
+    inside the file; what is sent is not inside it (starts at i_size or ends past it); nothing
+    is sent. A folio without a range warns and sends the page up to i_size.
+
+    Where the range starts beyond i_size, the kernel's unsigned length ``len - off`` wraps to
+    an enormous one; what the I/O path does with that is not modelled: the model warns as the
+    kernel does and sends nothing."""
+    inode = folio.mapping.host
+    size = inode.i_size
+    where = "orangefs_writepage_locked"
+    wr = folio_write_range(folio)
+    if wr is not None:
+        WARN_ON(
+            task,
+            wr.pos >= size,
+            where,
+            f"{inode.name}: write range [{wr.pos}, {wr.pos + wr.len}) of folio {folio.index} "
+            f"starts at or past i_size {size}",
+        )
+        off = wr.pos
+        wlen = size - off if off + wr.len > size else wr.len
+    else:
+        WARN_ON(task, True, where, f"{inode.name}: folio {folio.index} has no write range")
+        off = folio_pos(folio)
+        wlen = size - off if off + PAGE_SIZE > size else PAGE_SIZE
+    wrapped = wlen < 0
+    WARN_ON(
+        task,
+        off == size or wrapped or off + wlen > size,
+        where,
+        f"{inode.name}: sending [{off}, {off + wlen if not wrapped else '...'}) of folio "
+        f"{folio.index}, not inside i_size {size}",
+    )
+    WARN_ON(task, wlen == 0, where, f"{inode.name}: nothing to send from folio {folio.index}")
+    if wlen > 0:
+        _send_to_server(inode, folio, off, wlen)
+    folio.private = None
     return 0
 
 
-def orangefs_write_begin(
-    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
+def _launder(task: Task, folio: Folio, writepage: Callable[[Task, Folio], int]) -> int:
+    if folio.dirty:
+        folio.dirty = False
+        return writepage(task, folio)
+    return 0
+
+
+def orangefs_launder_folio(task: Task, folio: Folio) -> int:
+    """orangefs_launder_folio() (fs/orangefs/inode.c, v6.18): a dirty folio is cleaned
+    (folio_clear_dirty_for_io()) and written at once by orangefs_writepage_locked()."""
+    return _launder(task, folio, orangefs_writepage_locked)
+
+
+def orangefs_launder_folio_2025(task: Task, folio: Folio) -> int:
+    """orangefs_launder_folio() of v6.14: the same, over the writeback before 219bf6edd7ef."""
+    return _launder(task, folio, orangefs_writepage_locked_2025)
+
+
+def _write_begin(
+    task: Task, mapping: AddressSpace, pos: int, len: int, fixed: bool
 ) -> Sleeps[tuple[int, Folio | None, object]]:
-    """orangefs_write_begin() (fs/orangefs/inode.c, v6.18): a locked order-0 folio, neither
-    read nor zeroed. A dirty folio without a range is laundered (should never happen); a range
-    that ends at ``pos`` grows by ``len``; any other range is laundered first, then the folio
-    gets the range [pos, pos + len)."""
     task.emit((tp.ENTER, task.pid, "orangefs_write_begin", pos))
+    launder = orangefs_launder_folio if fixed else orangefs_launder_folio_2025
     folio = yield from __filemap_get_folio(task, mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN)
     assert folio is not None
     ret = 0
     if folio.dirty and folio_write_range(folio) is None:
-        ret = orangefs_launder_folio(task, folio)
+        ret = launder(task, folio)
     wr = folio_write_range(folio)
     if not ret and wr is not None:
         if wr.pos + wr.len == pos:
             wr.len += len
             task.emit((tp.EXIT, task.pid, "orangefs_write_begin", 0))
             return 0, folio, None
-        ret = orangefs_launder_folio(task, folio)
+        if fixed:
+            # 219bf6edd7ef: the range laundered is the new write's, not the one left there.
+            wr.pos = pos
+            wr.len = len
+        ret = launder(task, folio)
     if ret:
         folio_unlock(task, folio)
         task.emit((tp.EXIT, task.pid, "orangefs_write_begin", ret))
@@ -175,36 +229,22 @@ def orangefs_write_begin(
     return 0, folio, None
 
 
-def _orangefs_write_end(
-    task: Task,
-    mapping: AddressSpace,
-    pos: int,
-    len: int,
-    copied: int,
-    folio: Folio,
-    name: str,
-    dirty: bool = True,
-) -> int:
-    """The write_end both forms share (fs/orangefs/inode.c, v6.18): accept the copy whatever
-    it is; i_size = pos + copied if larger; in a folio that is not uptodate, zero what a short
-    copy left, and a folio the write covered from its start, whole or up to EOF, is zeroed past
-    the copy and made uptodate; the folio is marked dirty (unless ``dirty`` is False)."""
-    inode = mapping.host
-    last_pos = pos + copied
-    if last_pos > inode.i_size:
-        i_size_write(task, inode, last_pos)
-    if not folio.uptodate:
-        start = pos - folio_pos(folio)
-        if copied < len:
-            folio_zero_range(folio, start + copied, len - copied)
-        if pos == folio_pos(folio) and (len == PAGE_SIZE or pos + len == inode.i_size):
-            folio_zero_segments(folio, start + copied, PAGE_SIZE, 0, 0)
-            folio_mark_uptodate(task, folio)
-    if dirty:
-        folio_mark_dirty(folio)
-    folio_unlock(task, folio)
-    task.emit((tp.EXIT, task.pid, name, copied))
-    return copied
+def orangefs_write_begin(
+    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
+) -> Sleeps[tuple[int, Folio | None, object]]:
+    """orangefs_write_begin() (fs/orangefs/inode.c, v6.18): a locked order-0 folio, neither
+    read nor zeroed. A dirty folio without a range is laundered (should never happen); a range
+    that ends at ``pos`` grows by ``len``; any other range is first replaced by [pos, pos + len)
+    (219bf6edd7ef) and the folio laundered, then the folio gets a new range [pos, pos + len)."""
+    return (yield from _write_begin(task, mapping, pos, len, True))
+
+
+def orangefs_write_begin_2025(
+    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
+) -> Sleeps[tuple[int, Folio | None, object]]:
+    """orangefs_write_begin() of v6.14, before 219bf6edd7ef: a range it cannot extend is
+    laundered as it is (the old range is what writeback sends)."""
+    return (yield from _write_begin(task, mapping, pos, len, False))
 
 
 def orangefs_write_end(
@@ -217,48 +257,49 @@ def orangefs_write_end(
     folio: Folio,
     fsdata: object,
 ) -> int:
-    """orangefs_write_end(), fixed form (see the module docstring): what the copy did not
-    write is taken back out of the folio's write range; a range left empty is dropped and the
-    folio not dirtied for it (write_begin made that range on a clean folio: a range it extends
-    keeps the bytes it had)."""
+    """orangefs_write_end() (fs/orangefs/inode.c, v6.18; 219bf6edd7ef left it as v6.14 had
+    it): accept the copy whatever it is (the write range keeps the whole ``len``); i_size =
+    pos + copied if larger; in a folio that is not uptodate, zero what a short copy left, and
+    a folio the write covered from its start, whole or up to EOF, is zeroed past the copy and
+    made uptodate; the folio is marked dirty."""
     task.emit((tp.ENTER, task.pid, "orangefs_write_end", copied))
-    wr = folio_write_range(folio)
-    dirty = True
-    if copied < len and wr is not None:
-        wr.len -= len - copied
-        if wr.len <= 0:
-            folio.private = None
-            dirty = False
-    return _orangefs_write_end(task, mapping, pos, len, copied, folio, "orangefs_write_end", dirty)
+    inode = mapping.host
+    last_pos = pos + copied
+    if last_pos > inode.i_size:
+        i_size_write(task, inode, last_pos)
+    if not folio.uptodate:
+        start = pos - folio_pos(folio)
+        if copied < len:
+            folio_zero_range(folio, start + copied, len - copied)
+        if pos == folio_pos(folio) and (len == PAGE_SIZE or pos + len == inode.i_size):
+            folio_zero_segments(folio, start + copied, PAGE_SIZE, 0, 0)
+            folio_mark_uptodate(task, folio)
+    folio_mark_dirty(folio)
+    folio_unlock(task, folio)
+    task.emit((tp.EXIT, task.pid, "orangefs_write_end", copied))
+    return copied
 
 
-def orangefs_write_end_2025(
-    task: Task,
-    file: File,
-    mapping: AddressSpace,
-    pos: int,
-    len: int,
-    copied: int,
-    folio: Folio,
-    fsdata: object,
-) -> int:
-    """orangefs_write_end() of v6.14–v6.15, before 219bf6edd7ef: the write range keeps the
-    whole ``len`` write_begin recorded, whatever was copied."""
-    task.emit((tp.ENTER, task.pid, "orangefs_write_end", copied))
-    return _orangefs_write_end(task, mapping, pos, len, copied, folio, "orangefs_write_end")
-
-
-def orangefs_read_folio(task: Task, folio: Folio) -> int:
-    """orangefs_read_folio() (fs/orangefs/inode.c, v6.18): a dirty folio is laundered first;
-    then the page is read from the server (a block it does not have reads as zeros)."""
+def _read_folio(task: Task, folio: Folio, launder: Callable[[Task, Folio], int]) -> int:
     inode = folio.mapping.host
     if folio.dirty:
-        orangefs_launder_folio(task, folio)
+        launder(task, folio)
     data = inode.disk.get(folio.index)
     folio.data[0:PAGE_SIZE] = data if data is not None else bytes(PAGE_SIZE)
     folio_initialized(folio, 0, PAGE_SIZE)
     folio_mark_uptodate(task, folio)
     return 0
+
+
+def orangefs_read_folio(task: Task, folio: Folio) -> int:
+    """orangefs_read_folio() (fs/orangefs/inode.c, v6.18): a dirty folio is laundered first;
+    then the page is read from the server (a block it does not have reads as zeros)."""
+    return _read_folio(task, folio, orangefs_launder_folio)
+
+
+def orangefs_read_folio_2025(task: Task, folio: Folio) -> int:
+    """orangefs_read_folio() of v6.14: the same, laundering with the writeback before the fix."""
+    return _read_folio(task, folio, orangefs_launder_folio_2025)
 
 
 def orangefs_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
@@ -273,14 +314,15 @@ orangefs_address_operations = AddressSpaceOperations(
 
 orangefs_address_operations_2025 = AddressSpaceOperations(
     "orangefs_address_operations",
-    orangefs_write_begin,
-    orangefs_write_end_2025,
-    orangefs_read_folio,
+    orangefs_write_begin_2025,
+    orangefs_write_end,
+    orangefs_read_folio_2025,
 )
 
 
 def orangefs() -> FileSystem:
-    """orangefs with the fixed write_end: order-0 folios, the server as its backing store.
+    """orangefs as v6.18 has it (219bf6edd7ef's fix included): order-0 folios, the server as
+    its backing store.
     orangefs_file_write_iter() is generic_file_write_iter() once the attributes are revalidated
     (not modelled)."""
     return FileSystem(
@@ -295,7 +337,7 @@ def orangefs() -> FileSystem:
 
 
 def orangefs_2025() -> FileSystem:
-    """orangefs as in v6.14–v6.15, whose write range went wrong on a short copy."""
+    """orangefs before 219bf6edd7ef (v6.14), whose write range went wrong on a short copy."""
     return FileSystem(
         "orangefs-2025",
         MAX_LFS_FILESIZE,
