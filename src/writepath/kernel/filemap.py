@@ -544,7 +544,8 @@ def __generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps
 def generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """The write_iter of ramfs and of other simple filesystems (mm/filemap.c)."""
     inode = iocb.ki_filp.f_inode
-    yield from inode_lock(task, inode)
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
         ret = yield from __generic_file_write_iter(task, iocb, from_)
