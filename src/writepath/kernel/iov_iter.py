@@ -245,7 +245,23 @@ def copy_folio_from_iter_atomic(
         data = folio.data
         while True:
             task.pagefault_disabled += 1  # pagefault_disable(), an inline
-            n = __copy_from_iter(task, data, offset, nbytes - copied, i, COPY_FOLIO_IP)
+            if i.iter_type == ITER_UBUF:
+                # __copy_from_iter() is __always_inline, and so are iterate_ubuf() and
+                # copy_from_user_iter() in it: the ubuf case of __copy_from_iter(), inline.
+                length = nbytes - copied
+                if length > i.count:
+                    length = i.count
+                n = 0
+                if length:
+                    uaddr = i.ubuf + i.iov_offset
+                    if access_ok(uaddr, length):
+                        n = length - raw_copy_from_user(
+                            task, data, offset, uaddr, length, COPY_FOLIO_IP
+                        )
+                        i.iov_offset += n
+                        i.count -= n
+            else:
+                n = __copy_from_iter(task, data, offset, nbytes - copied, i, COPY_FOLIO_IP)
             task.pagefault_disabled -= 1  # pagefault_enable()
             copied += n
             offset += n
