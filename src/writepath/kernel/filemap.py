@@ -54,7 +54,6 @@ from writepath.kernel.iov_iter import (
     fault_in_iov_iter_readable,
     iov_iter_current_addr,
     iov_iter_revert,
-    iov_iter_truncate,
 )
 from writepath.kernel.mm import do_user_addr_fault
 from writepath.kernel.pagecache import (
@@ -517,7 +516,9 @@ def generic_write_check_limits(task: Task, file: File, pos: int, count: int) -> 
     max_size = file.f_inode.fs.s_maxbytes
     if pos >= max_size:
         return -EFBIG, count
-    return 0, min(count, max_size - pos)
+    if count > max_size - pos:
+        count = max_size - pos
+    return 0, count
 
 
 def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
@@ -529,7 +530,8 @@ def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
     err, count = generic_write_check_limits(task, iocb.ki_filp, iocb.ki_pos, from_.count)
     if err:
         return err
-    iov_iter_truncate(from_, count)
+    if from_.count > count:  # iov_iter_truncate(), an inline
+        from_.count = count
     return from_.count
 
 

@@ -18,7 +18,7 @@ from writepath.kernel.gup import fault_in_readable
 from writepath.kernel.pagecache import Folio
 from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.tracepoints import COPY, ENTER, EXIT
-from writepath.kernel.uaccess import access_ok, raw_copy_from_user
+from writepath.kernel.uaccess import USER_END, access_ok, raw_copy_from_user
 
 ITER_UBUF = 0
 ITER_IOVEC = 1
@@ -254,7 +254,8 @@ def copy_folio_from_iter_atomic(
                 n = 0
                 if length:
                     uaddr = i.ubuf + i.iov_offset
-                    if access_ok(uaddr, length):
+                    end = uaddr + length  # access_ok(), an inline; length is positive here
+                    if uaddr >= 0 and end <= USER_END:
                         n = length - raw_copy_from_user(
                             task, data, offset, uaddr, length, COPY_FOLIO_IP
                         )

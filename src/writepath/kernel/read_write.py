@@ -19,7 +19,7 @@ from writepath.kernel.iov_iter import (
     iov_iter_ubuf,
 )
 from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, T, Task
-from writepath.kernel.uaccess import access_ok
+from writepath.kernel.uaccess import USER_END, access_ok
 from writepath.kernel.vfs import (
     FMODE_WRITE,
     IOCB_APPEND,
@@ -71,7 +71,8 @@ def vfs_write(task: Task, file: File, buf: int, count: int, pos: int) -> SyncWri
     the result; an early error is a call that returns at once."""
     if not file.f_mode & FMODE_WRITE:
         return None, _returns(-EBADF)
-    if not access_ok(buf, count):
+    end = buf + count  # access_ok(buf, count), an inline
+    if buf < 0 or end > USER_END or end < buf:
         return None, _returns(-EFAULT)
     ret = rw_verify_area(pos, count)
     if ret:

@@ -106,7 +106,8 @@ class Inode:
 
 @dataclass(slots=True)
 class File:
-    """struct file: an open file description. ``f_mode`` is set from the access mode of
+    """struct file: an open file description. ``f_mapping`` is the inode's mapping, set at open
+    as do_dentry_open() does. ``f_mode`` is set from the access mode of
     ``f_flags`` at open, as alloc_empty_file() does (OPEN_FMODE(): O_RDONLY gives FMODE_READ,
     O_WRONLY FMODE_WRITE, O_RDWR both)."""
 
@@ -114,13 +115,11 @@ class File:
     f_flags: int
     f_pos: int = 0
     f_mode: int = field(init=False)
+    f_mapping: AddressSpace = field(init=False)
 
     def __post_init__(self) -> None:
         self.f_mode = (self.f_flags + 1) & O_ACCMODE  # OPEN_FMODE()
-
-    @property
-    def f_mapping(self) -> AddressSpace:
-        return self.f_inode.i_mapping
+        self.f_mapping = self.f_inode.i_mapping
 
     @property
     def readable(self) -> bool:
