@@ -113,14 +113,6 @@ def copy_folio_from_iter_faulting(
     return copied
 
 
-def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
-    ret = written if written else status
-    if written:
-        iocb.ki_pos += written
-    task.emit((tp.EXIT, task.pid, "generic_perform_write", ret))
-    return ret
-
-
 def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """generic_perform_write() of v6.13 (mm/filemap.c): prefault, then copy atomically."""
     task.emit((tp.ENTER, task.pid, "generic_perform_write", i.count))
@@ -182,7 +174,12 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -247,7 +244,12 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -308,7 +310,12 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -373,7 +380,12 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -438,7 +450,12 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 #: The designs by name, in the order tables show them.
