@@ -239,6 +239,20 @@ def syscall(machine: ModelMachine, call: CallSpec) -> Generator[SchedPoint | Wai
     """The generator of one call of the scenario, made by the call's task."""
     task = machine.tasks.get(call.task, machine.task)
     op = call.op
+    # The writes first: they are most of what scenarios and benchmarks call.
+    if op in _WRITES:
+        fd = call.fd if call.fd is not None else _scenario_fd(machine, call)
+        iov = call.iov
+        if op == "pwrite":
+            return ksys_pwrite64(
+                task, fd, iov_address(iov[0], machine.bases), iov[0].length, call.pos
+            )
+        if op == "write":
+            return ksys_write(task, fd, iov_address(iov[0], machine.bases), iov[0].length)
+        vec = [(iov_address(v, machine.bases), v.length) for v in iov]
+        if op == "writev":
+            return do_writev(task, fd, vec)
+        return do_pwritev(task, fd, vec, call.pos)
     if op in ("madvise", "munmap", "mprotect"):
         assert call.region is not None
         start = machine.bases[call.region] + call.offset
@@ -252,7 +266,7 @@ def syscall(machine: ModelMachine, call: CallSpec) -> Generator[SchedPoint | Wai
     if op == "kill":
         assert call.target is not None and call.signal is not None
         return kill_pid_info(task, machine.tasks[call.target], call.signal)
-    fd = call.fd if call.fd is not None else machine.fds[(call.file, tuple(sorted(call.flags)))]
+    fd = call.fd if call.fd is not None else _scenario_fd(machine, call)
     if op == "ftruncate":
         return do_sys_ftruncate(task, fd, call.length)
     if op == "fadvise":
@@ -260,16 +274,17 @@ def syscall(machine: ModelMachine, call: CallSpec) -> Generator[SchedPoint | Wai
         return generic_fadvise(task, fd, call.offset, call.length, _FADVICE[call.advice])
     if op == "pread":
         return ksys_pread64(task, fd, call.length, call.pos)
-    vec = [(iov_address(v, machine.bases), v.length) for v in call.iov]
-    if op == "write":
-        return ksys_write(task, fd, vec[0][0], vec[0][1])
-    if op == "pwrite":
-        return ksys_pwrite64(task, fd, vec[0][0], vec[0][1], call.pos)
-    if op == "writev":
-        return do_writev(task, fd, vec)
-    if op == "pwritev":
-        return do_pwritev(task, fd, vec, call.pos)
     return ksys_lseek(task, fd, call.pos, _WHENCE[call.whence])
+
+
+#: The calls that write from user memory (an iovec in the scenario).
+_WRITES = frozenset(("write", "pwrite", "writev", "pwritev"))
+
+
+def _scenario_fd(machine: ModelMachine, call: CallSpec) -> int:
+    """The descriptor setup() opened for the call's file and flags (keyed by sorted flags)."""
+    flags = call.flags
+    return machine.fds[(call.file, flags if len(flags) < 2 else tuple(sorted(flags)))]
 
 
 def task_body(

@@ -54,7 +54,6 @@ from writepath.kernel.iov_iter import (
     fault_in_iov_iter_readable,
     iov_iter_current_addr,
     iov_iter_revert,
-    iov_iter_truncate,
 )
 from writepath.kernel.mm import do_user_addr_fault
 from writepath.kernel.pagecache import (
@@ -112,14 +111,6 @@ def copy_folio_from_iter_faulting(
     task.emit((tp.COPY, task.pid, nbytes, copied))
     task.emit((tp.EXIT, task.pid, "copy_folio_from_iter", copied))
     return copied
-
-
-def _finish(task: Task, iocb: Kiocb, written: int, status: int) -> int:
-    ret = written if written else status
-    if written:
-        iocb.ki_pos += written
-    task.emit((tp.EXIT, task.pid, "generic_perform_write", ret))
-    return ret
 
 
 def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -183,7 +174,12 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -248,7 +244,12 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -309,7 +310,12 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -374,7 +380,12 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
@@ -439,7 +450,12 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
             written += status
         if not i.count:
             break
-    return _finish(task, iocb, written, status)
+    if not written:
+        task.emit((tp.EXIT, task.pid, "generic_perform_write", status))
+        return status
+    iocb.ki_pos += written
+    task.emit((tp.EXIT, task.pid, "generic_perform_write", written))
+    return written
 
 
 #: The designs by name, in the order tables show them.
@@ -517,7 +533,9 @@ def generic_write_check_limits(task: Task, file: File, pos: int, count: int) -> 
     max_size = file.f_inode.fs.s_maxbytes
     if pos >= max_size:
         return -EFBIG, count
-    return 0, min(count, max_size - pos)
+    if count > max_size - pos:
+        count = max_size - pos
+    return 0, count
 
 
 def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
@@ -529,7 +547,8 @@ def generic_write_checks(task: Task, iocb: Kiocb, from_: IovIter) -> int:
     err, count = generic_write_check_limits(task, iocb.ki_filp, iocb.ki_pos, from_.count)
     if err:
         return err
-    iov_iter_truncate(from_, count)
+    if from_.count > count:  # iov_iter_truncate(), an inline
+        from_.count = count
     return from_.count
 
 
@@ -544,7 +563,8 @@ def __generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps
 def generic_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """The write_iter of ramfs and of other simple filesystems (mm/filemap.c)."""
     inode = iocb.ki_filp.f_inode
-    yield from inode_lock(task, inode)
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
         ret = yield from __generic_file_write_iter(task, iocb, from_)

@@ -18,7 +18,7 @@ from writepath.kernel.gup import fault_in_readable
 from writepath.kernel.pagecache import Folio
 from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.tracepoints import COPY, ENTER, EXIT
-from writepath.kernel.uaccess import access_ok, raw_copy_from_user
+from writepath.kernel.uaccess import USER_END, access_ok, raw_copy_from_user
 
 ITER_UBUF = 0
 ITER_IOVEC = 1
@@ -245,7 +245,24 @@ def copy_folio_from_iter_atomic(
         data = folio.data
         while True:
             task.pagefault_disabled += 1  # pagefault_disable(), an inline
-            n = __copy_from_iter(task, data, offset, nbytes - copied, i, COPY_FOLIO_IP)
+            if i.iter_type == ITER_UBUF:
+                # __copy_from_iter() is __always_inline, and so are iterate_ubuf() and
+                # copy_from_user_iter() in it: the ubuf case of __copy_from_iter(), inline.
+                length = nbytes - copied
+                if length > i.count:
+                    length = i.count
+                n = 0
+                if length:
+                    uaddr = i.ubuf + i.iov_offset
+                    end = uaddr + length  # access_ok(), an inline; length is positive here
+                    if uaddr >= 0 and end <= USER_END:
+                        n = length - raw_copy_from_user(
+                            task, data, offset, uaddr, length, COPY_FOLIO_IP
+                        )
+                        i.iov_offset += n
+                        i.count -= n
+            else:
+                n = __copy_from_iter(task, data, offset, nbytes - copied, i, COPY_FOLIO_IP)
             task.pagefault_disabled -= 1  # pagefault_enable()
             copied += n
             offset += n

@@ -19,8 +19,15 @@ from writepath.kernel.iov_iter import (
     iov_iter_ubuf,
 )
 from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, T, Task
-from writepath.kernel.uaccess import access_ok
-from writepath.kernel.vfs import IOCB_APPEND, O_APPEND, File, Kiocb, init_sync_kiocb
+from writepath.kernel.uaccess import USER_END, access_ok
+from writepath.kernel.vfs import (
+    FMODE_WRITE,
+    IOCB_APPEND,
+    O_APPEND,
+    File,
+    Kiocb,
+    init_sync_kiocb,
+)
 
 EBADF = 9
 EFAULT = 14
@@ -28,6 +35,10 @@ EINVAL = 22
 SSIZE_MAX = LLONG_MAX
 
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+
+#: A write started by new_sync_write(): its kiocb (None when the write failed before one was
+#: built) and the ->write_iter call that returns bytes written or -errno.
+SyncWrite = tuple[Kiocb | None, Sleeps[int]]
 
 
 def rw_verify_area(pos: int | None, count: int) -> int:
@@ -39,29 +50,33 @@ def rw_verify_area(pos: int | None, count: int) -> int:
     return 0
 
 
-def new_sync_write(
-    task: Task, file: File, buf: int, count: int, pos: int
-) -> Sleeps[tuple[int, int]]:
-    """Build a kiocb and an ITER_UBUF iterator and call ->write_iter; (ret, new position).
-    init_sync_kiocb() and iov_iter_ubuf() are static inlines, inlined here too."""
+def new_sync_write(task: Task, file: File, buf: int, count: int, pos: int) -> SyncWrite:
+    """Build a kiocb and an ITER_UBUF iterator and start ->write_iter; init_sync_kiocb() and
+    iov_iter_ubuf() are static inlines, inlined here too.
+
+    Returns the kiocb and the ->write_iter call, which the caller runs. The kernel's
+    new_sync_write() ends with ``if (ret > 0) *ppos = kiocb.ki_pos``: the model has no pointer
+    to the caller's loff_t, so the caller does that store itself, from the kiocb (only write(2)
+    keeps it: pwrite(2)'s position is a copy the call discards). Running ->write_iter here
+    would make this a generator layer that every write passes through for that one store."""
     iocb = Kiocb(file, pos, IOCB_APPEND if file.f_flags & O_APPEND else 0)
     it = IovIter(ITER_UBUF, ITER_SOURCE, count, buf)
-    ret = yield from file.f_inode.fs.write_iter(task, iocb, it)
-    return ret, iocb.ki_pos if ret > 0 else pos
+    return iocb, file.f_inode.fs.write_iter(task, iocb, it)
 
 
-def vfs_write(task: Task, file: File, buf: int, count: int, pos: int) -> Sleeps[tuple[int, int]]:
-    """The checks, then new_sync_write(). What the kernel does after it (fsnotify_modify(), the
-    task's I/O accounting) changes nothing the model observes, so new_sync_write() is a tail
-    call: this hands back its generator rather than being a generator layer of its own (an
-    early error is handed back as a generator that returns at once)."""
-    if not file.writable:
-        return _returns((-EBADF, pos))
-    if not access_ok(buf, count):
-        return _returns((-EFAULT, pos))
+def vfs_write(task: Task, file: File, buf: int, count: int, pos: int) -> SyncWrite:
+    """The checks, then new_sync_write(), as a tail call. What the kernel does after it
+    (fsnotify_modify(), the task's I/O accounting) changes nothing the model observes. Returns
+    new_sync_write()'s kiocb (None after an early error) and the call to run, which returns
+    the result; an early error is a call that returns at once."""
+    if not file.f_mode & FMODE_WRITE:
+        return None, _returns(-EBADF)
+    end = buf + count  # access_ok(buf, count), an inline
+    if buf < 0 or end > USER_END or end < buf:
+        return None, _returns(-EFAULT)
     ret = rw_verify_area(pos, count)
     if ret:
-        return _returns((ret, pos))
+        return None, _returns(ret)
     if count > MAX_RW_COUNT:
         count = MAX_RW_COUNT
     return new_sync_write(task, file, buf, count, pos)
@@ -86,9 +101,10 @@ def ksys_write(task: Task, fd: int, buf: int, count: int) -> Sleeps[int]:
     if file is None:
         ret = -EBADF
     else:
-        ret, pos = yield from vfs_write(task, file, buf, count, file.f_pos)
-        if ret >= 0:
-            file.f_pos = pos
+        iocb, call = vfs_write(task, file, buf, count, file.f_pos)
+        ret = yield from call
+        if ret > 0 and iocb is not None:
+            file.f_pos = iocb.ki_pos  # new_sync_write()'s *ppos, then ksys_write()'s f_pos
     task.emit((tp.EXIT, task.pid, "ksys_write", ret))
     return ret
 
@@ -103,7 +119,7 @@ def ksys_pwrite64(task: Task, fd: int, buf: int, count: int, pos: int) -> Sleeps
     elif file is None:
         ret = -EBADF
     else:
-        ret, _ = yield from vfs_write(task, file, buf, count, pos)
+        ret = yield from vfs_write(task, file, buf, count, pos)[1]
     task.emit((tp.EXIT, task.pid, "ksys_pwrite64", ret))
     return ret
 
@@ -142,7 +158,7 @@ def import_iovec(task: Task, vec: list[tuple[int, int]]) -> tuple[int, IovIter |
 def vfs_writev(
     task: Task, file: File, vec: list[tuple[int, int]], pos: int
 ) -> Sleeps[tuple[int, int]]:
-    if not file.writable:
+    if not file.f_mode & FMODE_WRITE:
         return -EBADF, pos
     tot_len, it = import_iovec(task, vec)
     if tot_len < 0 or it is None:

@@ -99,7 +99,8 @@ def do_sys_ftruncate(task: Task, fd: int, length: int) -> Sleeps[int]:
     inode = file.f_inode
     if length > inode.fs.s_maxbytes:
         return -EFBIG
-    yield from inode_lock(task, inode)
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     yield from truncate_setsize(task, inode, length)
     inode_unlock(task, inode)
     return 0

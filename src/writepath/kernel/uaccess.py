@@ -26,14 +26,16 @@ from writepath.kernel.task import PAGE_FAULT, Sleeps, Task
 from writepath.kernel.tracepoints import CLAC, FAULT_REFUSED, STAC, trace_page_fault_kernel
 from writepath.kernel.tracepoints import PAGE_FAULT as PAGE_FAULT_EVENT
 
-#: One past the last valid user address.
-_USER_END = USER_PTR_MAX + 1
+#: One past the last valid user address. access_ok() is an inline in the kernel, and the hot
+#: callers of the model inline it too: ``end = addr + size``, then
+#: ``addr >= 0 and end <= USER_END and end >= addr``.
+USER_END = USER_PTR_MAX + 1
 
 
 def access_ok(addr: int, size: int) -> bool:
     """x86 ``__access_ok()`` for a run-time size: the whole range below USER_PTR_MAX, no wrap."""
     end = addr + size
-    return addr >= 0 and end <= _USER_END and end >= addr
+    return addr >= 0 and end <= USER_END and end >= addr
 
 
 def pagefault_disable(task: Task) -> None:

@@ -8,7 +8,7 @@ address_space_operations, and the limits the VFS checks against.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from writepath.kernel.constants import PAGE_SIZE
@@ -26,6 +26,10 @@ O_WRONLY = 0o1
 O_RDWR = 0o2
 O_APPEND = 0o2000
 O_ACCMODE = 0o3
+
+# file->f_mode bits (include/linux/fs.h), set at open from the access mode.
+FMODE_READ = 0x1
+FMODE_WRITE = 0x2
 
 # kiocb->ki_flags
 IOCB_APPEND = 1 << 1
@@ -102,15 +106,20 @@ class Inode:
 
 @dataclass(slots=True)
 class File:
-    """struct file: an open file description."""
+    """struct file: an open file description. ``f_mapping`` is the inode's mapping, set at open
+    as do_dentry_open() does. ``f_mode`` is set from the access mode of
+    ``f_flags`` at open, as alloc_empty_file() does (OPEN_FMODE(): O_RDONLY gives FMODE_READ,
+    O_WRONLY FMODE_WRITE, O_RDWR both)."""
 
     f_inode: Inode
     f_flags: int
     f_pos: int = 0
+    f_mode: int = field(init=False)
+    f_mapping: AddressSpace = field(init=False)
 
-    @property
-    def f_mapping(self) -> AddressSpace:
-        return self.f_inode.i_mapping
+    def __post_init__(self) -> None:
+        self.f_mode = (self.f_flags + 1) & O_ACCMODE  # OPEN_FMODE()
+        self.f_mapping = self.f_inode.i_mapping
 
     @property
     def readable(self) -> bool:
@@ -119,7 +128,7 @@ class File:
     @property
     def writable(self) -> bool:
         """FMODE_WRITE"""
-        return (self.f_flags & O_ACCMODE) in (O_WRONLY, O_RDWR)
+        return bool(self.f_mode & FMODE_WRITE)
 
 
 @dataclass(slots=True)
@@ -145,17 +154,28 @@ def pages_spanned(size: int) -> int:
     return (size + PAGE_SIZE - 1) // PAGE_SIZE
 
 
-def inode_lock(task: Task, inode: Inode) -> Sleeps[None]:
-    """inode_lock() (include/linux/fs.h, v6.18): down_write(&inode->i_rwsem). The uncontended
-    case is down_write()'s fast path, a trylock; only a held lock goes to the sleeping path."""
-    emit = task.emit
-    emit((ENTER, task.pid, "inode_lock", inode.i_ino))
+def inode_lock(task: Task, inode: Inode) -> Sleeps[None] | None:
+    """inode_lock() (include/linux/fs.h, v6.18): down_write(&inode->i_rwsem).
+
+    down_write() is a trylock fast path (a cmpxchg) and a sleeping slow path. A free lock is
+    taken on the fast path without sleeping, and then this returns None: only the slow path is
+    a generator, returned for the caller to run, so the uncontended call, the common one, costs
+    no generator layer. Every caller writes
+    ``if (slowpath := inode_lock(task, inode)) is not None: yield from slowpath``."""
+    task.emit((ENTER, task.pid, "inode_lock", inode.i_ino))
     sem = inode.i_rwsem
     if sem.owner is None:
         sem.owner = task
-    else:
-        yield from lock_acquire(task, sem)
-    emit((EXIT, task.pid, "inode_lock", None))
+        task.emit((EXIT, task.pid, "inode_lock", None))
+        return None
+    return _inode_lock_slowpath(task, sem)
+
+
+def _inode_lock_slowpath(task: Task, sem: SleepingLock) -> Sleeps[None]:
+    """rwsem_down_write_slowpath() (kernel/locking/rwsem.c): sleep until the lock is free and
+    take it; then inode_lock() returns."""
+    yield from lock_acquire(task, sem)
+    task.emit((EXIT, task.pid, "inode_lock", None))
 
 
 def inode_unlock(task: Task, inode: Inode) -> None:

@@ -197,7 +197,9 @@ def btrfs_buffered_write(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     """btrfs_buffered_write() (fs/btrfs/file.c, v6.18), with the ``proposed`` form's late
     fault-in after a pass that copied nothing."""
     inode = iocb.ki_filp.f_inode
-    yield from inode_lock(task, inode)  # btrfs_inode_lock() without BTRFS_ILOCK_SHARED
+    # btrfs_inode_lock() without BTRFS_ILOCK_SHARED
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     ret = generic_write_checks(task, iocb, i)
     if ret <= 0:
         inode_unlock(task, inode)

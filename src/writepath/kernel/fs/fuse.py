@@ -213,7 +213,8 @@ def fuse_cache_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int
     (nothing to do in the model), file_update_time(), fuse_perform_write(). Write-through:
     the folios are never dirtied, so neither folio_mark_dirty() nor dirty throttling."""
     inode = iocb.ki_filp.f_inode
-    yield from inode_lock(task, inode)
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
         ret = file_update_time(task, iocb.ki_filp)

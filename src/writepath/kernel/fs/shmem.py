@@ -108,7 +108,8 @@ def shmem_file_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int
     file_update_time(), generic_perform_write(). file_remove_privs() and the seal checks change
     nothing the model observes (no setuid bits, no seals)."""
     inode = iocb.ki_filp.f_inode
-    yield from inode_lock(task, inode)
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
         ret = file_update_time(task, iocb.ki_filp)
