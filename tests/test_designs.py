@@ -205,3 +205,33 @@ def test_a_fault_that_reads_the_source_from_disk_is_major_once(design: str, page
     assert r.events is not None
     faults = [e[3] for e in r.events if e[0] == "page_fault"]
     assert faults == (["major"] if design == "v6.13" else ["refused", "major"])
+
+
+@pytest.mark.parametrize(
+    ("fs", "throttle"),
+    [
+        ("ext4", "balance_dirty_pages_ratelimited"),
+        ("ext4-journal", "balance_dirty_pages_ratelimited"),
+        ("ext2", "balance_dirty_pages_ratelimited"),
+        ("xfs", "balance_dirty_pages_ratelimited_flags"),
+    ],
+)
+def test_priced_events_of_ext4_and_xfs_writes(fs: str, throttle: str) -> None:
+    """ext4_buffered_write_iter() and xfs_file_buffered_write() take i_rwsem (xfs_ilock of the
+    iolock is the same down_write), update the times through file_modified() in their write
+    checks, and per folio the loop throttles at the top of the pass, looks the folio up and
+    dirties it in write_end: one pass per new folio, counted here from the kernel tracepoint
+    that adds it to the page cache."""
+    doc = {
+        "file": [{"name": "target", "fs": fs, "size": 0, "data": "zero"}],
+        "region": [{"name": "buf", "kind": "anon", "pages": 3, "touched": True, "data": "pattern"}],
+        "call": [{"op": "pwrite", "iov": [["buf", 0, 3 * P]], "pos": 0}],
+    }
+    r = run_scenario(scenario(**doc), "v6.18", traces=True)
+    assert r.calls[0].ret == 3 * P and r.files["target"].size == 3 * P
+    assert r.files["target"].read(0, 3 * P) == fill("pattern", 3 * P)
+    trace = r.calls[0].trace or []
+    folios = sum(1 for t in trace if t.startswith("mm_filemap_add_to_page_cache"))
+    assert folios >= 1
+    per_folio = [throttle, "__filemap_get_folio", "folio_mark_dirty"]
+    assert _priced(doc) == ["inode_lock", "file_update_time", *per_folio * folios, "inode_unlock"]

@@ -27,9 +27,10 @@ from writepath.kernel.constants import DIV_ROUND_UP, PAGE_SIZE
 from writepath.kernel.mm import VM_FAULT_RETRY, VMA
 from writepath.kernel.pagecache import (
     Folio,
+    __folio_lock,
     filemap_add_folio,
     filemap_alloc_folio,
-    folio_lock,
+    folio_trylock,
     folio_unlock,
 )
 from writepath.kernel.task import Sleeps, Task
@@ -118,7 +119,8 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
     A page wholly beyond EOF is VM_FAULT_SIGBUS (before the tracepoint). A cached folio is
     locked (sleeping if another task, or this one, holds it). A missing one starts read-around
     (``do_sync_mmap_readahead()``). A folio that is not uptodate is read. Where the handler
-    dropped the mmap lock for I/O (read-around or a read, on a first try) it returns
+    dropped the mmap lock (for I/O, read-around or a read, or to sleep for a contended folio
+    lock; on a first try) it returns
     VM_FAULT_RETRY with the folio unlocked; else VM_FAULT_LOCKED and the folio locked. Either
     carries VM_FAULT_MAJOR when the page was not in the page cache at all, as the kernel's does
     (reading a cached folio that is not uptodate is not a major fault).
@@ -144,8 +146,11 @@ def filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio |
             folio.owner = task
             filemap_add_folio(task, mapping, folio)
             task.emit((tp.FOLIO_LOCK, task.pid, folio.index, inode.i_ino))
-        else:
-            yield from folio_lock(task, folio)
+        elif not folio_trylock(task, folio):
+            # lock_folio_maybe_drop_mmap(): a contended folio lock, on a first try, drops the
+            # mmap lock before sleeping for it (fpin), and the fault is retried afterwards.
+            fpin = fpin or first_try
+            yield from __folio_lock(task, folio)
             if mapping.i_pages.get(pgoff) is not folio:  # truncated while we slept
                 folio_unlock(task, folio)
                 continue

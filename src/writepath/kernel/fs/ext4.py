@@ -51,8 +51,17 @@ from writepath.kernel.pagecache import (
     folio_unlock,
     folio_zero_range,
 )
-from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
-from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb, i_size_write
+from writepath.kernel.task import Sleeps, Task
+from writepath.kernel.vfs import (
+    File,
+    FileSystem,
+    Inode,
+    Kiocb,
+    file_modified,
+    i_size_write,
+    inode_lock,
+    inode_unlock,
+)
 
 #: ext4_walk_page_buffers()' callback: (task, folio, its buffers, block k of the folio).
 WalkFn = Callable[[Task, Folio, BufferHeads, int], None]
@@ -124,7 +133,7 @@ def ext4_da_write_end(
     new_i_size = pos + copied
     if new_i_size > inode.i_size:
         i_size_write(task, inode, new_i_size)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     folio_unlock(task, folio)
     if pos > old_size:
         zero_partial_block(inode, old_size, pos)
@@ -139,13 +148,19 @@ def ext4_read_folio(task: Task, folio: Folio) -> int:
 
 def ext4_buffered_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int]:
     """ext4_file_write_iter() -> ext4_buffered_write_iter(): inode lock, ext4_write_checks()
-    (for extent-mapped files: generic_write_checks()), the generic loop."""
+    (for extent-mapped files: generic_write_checks(), then file_modified() when there is
+    something to write), the generic loop."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     ret = generic_write_checks(task, iocb, from_)
     if ret > 0:
+        err = file_modified(task, iocb.ki_filp)
+        if err:
+            ret = err
+    if ret > 0:
         ret = yield from task.kernel.perform_write(task, iocb, from_)
-    lock_release(task, inode.i_rwsem)
+    inode_unlock(task, inode)
     return ret
 
 
@@ -247,7 +262,7 @@ def ext4_write_end(
     copied = block_write_end(task, pos, len, copied, folio)
     if pos + copied > inode.i_size:  # ext4_update_inode_size()
         i_size_write(task, inode, pos + copied)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     folio_unlock(task, folio)
     if old_size < pos:
         zero_partial_block(inode, old_size, pos)
@@ -281,7 +296,7 @@ def write_end_fn(task: Task, folio: Folio, bhs: BufferHeads, k: int) -> None:
     if not bhs.mapped[k]:
         return
     bhs.uptodate[k] = True
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     jbd2_journal_dirty_metadata(task, folio, bhs, k)
     bhs.new[k] = False
 

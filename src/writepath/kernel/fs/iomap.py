@@ -53,6 +53,7 @@ from writepath.kernel.pagecache import (
     BlockState,
     Folio,
     __filemap_get_folio,
+    balance_dirty_pages_ratelimited_flags,
     fgf_set_order,
     filemap_remove_folio,
     folio_mark_dirty,
@@ -243,7 +244,7 @@ def __iomap_write_end(task: Task, pos: int, len: int, copied: int, folio: Folio)
     off = offset_in_folio(folio, pos)
     iomap_set_range_uptodate(task, folio, off, len)
     iomap_set_range_dirty(folio, off, copied)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     return True
 
 
@@ -295,6 +296,9 @@ def iomap_write_iter(task: Task, it: IomapIter, i: IovIter, copy_first: bool) ->
         pos = it.pos
         offset = pos & (chunk - 1)
         nbytes = min(chunk - offset, nbytes, iomap_length(it))
+        # Dirty throttling at the top of every pass, after the retry label (bdp_flags 0: not
+        # IOCB_NOWAIT, so it never fails here).
+        balance_dirty_pages_ratelimited_flags(task, mapping)
         if not copy_first and (yield from fault_in_iov_iter_readable(task, i, nbytes)) == nbytes:
             status = -EFAULT
             break

@@ -274,7 +274,7 @@ def orangefs_write_end(
         if pos == folio_pos(folio) and (len == PAGE_SIZE or pos + len == inode.i_size):
             folio_zero_segments(folio, start + copied, PAGE_SIZE, 0, 0)
             folio_mark_uptodate(task, folio)
-    folio_mark_dirty(folio)
+    folio_mark_dirty(task, folio)
     folio_unlock(task, folio)
     task.emit((tp.EXIT, task.pid, "orangefs_write_end", copied))
     return copied

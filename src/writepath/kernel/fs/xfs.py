@@ -34,8 +34,16 @@ from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import AddressSpace, AddressSpaceOperations, Folio
 from writepath.kernel.readahead import READAHEAD_WALKS, filemap_fault
-from writepath.kernel.task import Sleeps, Task, lock_acquire, lock_release
-from writepath.kernel.vfs import File, FileSystem, Inode, Kiocb
+from writepath.kernel.task import Sleeps, Task
+from writepath.kernel.vfs import (
+    File,
+    FileSystem,
+    Inode,
+    Kiocb,
+    file_modified,
+    inode_lock,
+    inode_unlock,
+)
 
 BLOCK_SHIFT = 12
 #: The most a new delalloc reservation maps in one ->iomap_begin: 1024 pages.
@@ -152,8 +160,15 @@ def xfs_file_buffered_write(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[i
     zeroing of the old EOF block tail when writing beyond EOF), the iomap loop in the form the
     kernel's design gives it (``IOMAP_LOOP``)."""
     inode = iocb.ki_filp.f_inode
-    yield from lock_acquire(task, inode.i_rwsem)
+    # xfs_ilock(XFS_IOLOCK_EXCL) is down_write() of the VFS inode's i_rwsem: inode_lock().
+    if (slowpath := inode_lock(task, inode)) is not None:
+        yield from slowpath
     ret = generic_write_checks(task, iocb, from_)
+    if ret > 0:
+        # xfs_file_write_checks() -> kiocb_modified() -> file_modified_flags().
+        err = file_modified(task, iocb.ki_filp)
+        if err:
+            ret = err
     if ret > 0:
         if iocb.ki_pos > inode.i_size:
             zero_partial_block(inode, inode.i_size, iocb.ki_pos)
@@ -167,7 +182,7 @@ def xfs_file_buffered_write(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[i
             xfs_buffered_write_iomap_begin,
             xfs_buffered_write_iomap_end,
         )
-    lock_release(task, inode.i_rwsem)
+    inode_unlock(task, inode)
     return ret
 
 
