@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import pytest
 
 from helpers import P, run, scenario
 from writepath import load_scenario
 from writepath.kernel.filemap import filemap_fault
 from writepath.kernel.mm import VM_FAULT_RETRY, VMA
+from writepath.kernel.pagecache import folio_lock, folio_unlock
+from writepath.kernel.task import COND_RESCHED, Task
 from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_MAJOR
 from writepath.run import run_scenario, setup
 from writepath.scenario import default_catalogue, fill
-from writepath.sched import run_alone
+from writepath.sched import Runnable, Scheduler, run_alone
 
 SELF_MMAP = {
     "file": [{"name": "target", "fs": "tmpfs", "size": P, "data": "pattern"}],
@@ -235,3 +239,47 @@ def test_priced_events_of_ext4_and_xfs_writes(fs: str, throttle: str) -> None:
     assert folios >= 1
     per_folio = [throttle, "__filemap_get_folio", "folio_mark_dirty"]
     assert _priced(doc) == ["inode_lock", "file_update_time", *per_folio * folios, "inode_unlock"]
+
+
+class _SwitchAtEveryPoint:
+    """A policy that runs another task at every scheduling point where one can run."""
+
+    def choose(self, alternatives: Sequence[Runnable], preemption: bool, point: str) -> int:
+        return 1 if preemption and len(alternatives) > 1 else 0
+
+
+def test_filemap_fault_retries_after_sleeping_for_a_contended_folio_lock() -> None:
+    """lock_folio_maybe_drop_mmap() (mm/filemap.c, v6.18): when another task holds the folio
+    lock, a first try drops the mmap lock before sleeping for it and the fault answers
+    VM_FAULT_RETRY (folio unlocked); the retry (FAULT_FLAG_TRIED) finds the folio free and
+    returns it locked. Without the contention the first try returns it locked at once."""
+    s = scenario(
+        file=[{"name": "target", "fs": "ext4", "size": P, "data": "pattern", "cached": True}],
+        call=[{"op": "lseek", "pos": 0}],
+    )
+    machine = setup(s, "v6.18")
+    inode = machine.inodes["target"]
+    folio = inode.i_mapping.i_pages.get(0)
+    assert folio is not None and folio.uptodate
+    vma = VMA(0, P, True, False, True, inode)
+    main = machine.task
+    holder = Task(machine.kernel, main.pid + 1, main.mm, "holder")
+
+    def hold() -> Iterator[object]:
+        yield from folio_lock(holder, folio)
+        yield COND_RESCHED  # the faulting task runs while the lock is held
+        folio_unlock(holder, folio)
+
+    sched = Scheduler(machine.kernel, _SwitchAtEveryPoint())
+    sched.spawn(holder, hold())
+    sched.spawn(main, filemap_fault(main, vma, 0))
+    outcome = sched.run()
+    assert outcome.results[main.pid] == (VM_FAULT_RETRY, None)
+    assert folio.owner is None
+    main.mm.fault_tried.add(main.pid)
+    again = run_alone(machine.kernel, main, filemap_fault(main, vma, 0)).results[main.pid]
+    assert again == (VM_FAULT_LOCKED, folio)
+    folio_unlock(main, folio)
+    main.mm.fault_tried.discard(main.pid)
+    first = run_alone(machine.kernel, main, filemap_fault(main, vma, 0)).results[main.pid]
+    assert first == (VM_FAULT_LOCKED, folio)
