@@ -286,3 +286,23 @@ def test_gfs2_faults_in_what_its_loop_could_not_with_faults_disabled() -> None:
             b for kind, _p, a, b in r.events if kind == "exit" and a == "generic_perform_write"
         ]
         assert loops[0] == -14 and 2048 in loops
+
+
+@pytest.mark.parametrize(
+    ("buggy", "fixed", "where"),
+    [
+        ("race-ext4-journal-2015-dontneed", "race-ext4-journal-dontneed", "warn_dirty_buffer"),
+        ("race-orangefs-2025-dontneed", "race-orangefs-dontneed", "orangefs_writepage_locked"),
+    ],
+)
+def test_writepath_run_reports_the_kernel_warnings(buggy: str, fixed: str, where: str) -> None:
+    """`writepath run` (one fixed schedule) shows the WARN_ONs a run fired, as dmesg would,
+    beside an unchanged verdict: under v6.14 the non-resident source alone reaches them."""
+    bad = run_scenario(race(buggy), "v6.14")
+    assert bad.verdict == "ok" and bad.calls[0].ret == 4096
+    assert bad.files["target"].size == 4096
+    warnings = bad.extra["warnings"]
+    assert warnings and all(w.startswith(f"{where}: target: ") for w in warnings)
+    assert "kernel warnings: " in bad.evidence and "warnings" in bad.to_json()
+    good = run_scenario(race(fixed), "v6.14")
+    assert good.calls[0].ret == 4096 and "warnings" not in good.extra

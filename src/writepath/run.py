@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from writepath.counters import count
 from writepath.kernel import pagecache
+from writepath.kernel.bug import WARN
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.fadvise import POSIX_FADV_DONTNEED, generic_fadvise
 from writepath.kernel.filemap import DESIGNS
@@ -354,9 +355,34 @@ def run_tasks(
     result = RunResult(
         scenario.name, design, verdict.value, calls, files, evidence, count(machine.kernel.events)
     )
+    _report_warnings(result, kernel_warnings(machine.kernel.events))
     if keep_events:
         result.events = machine.kernel.events
     return TaskRun(result, machine, outcome, sched.choices, sched.steps)
+
+
+#: At most this many kernel warnings are reported per run (a loop can warn on every pass).
+MAX_WARNINGS = 20
+
+
+def kernel_warnings(events: Iterable[Event], into: list[str] | None = None) -> list[str]:
+    """The WARN_ON()s the run fired (``kernel.bug``), as the kernel's log would name them:
+    ``where: what``; bounded by MAX_WARNINGS."""
+    out = [] if into is None else into
+    for kind, _pid, where, what in events:
+        if kind == WARN and len(out) < MAX_WARNINGS:
+            out.append(f"{where}: {what}")
+    return out
+
+
+def _report_warnings(result: RunResult, warnings: list[str]) -> None:
+    # A warning does not change what the calls returned, so the verdict stays; but a reader of
+    # `writepath run` must see it, as a developer sees the kernel's WARN splat in dmesg.
+    if not warnings:
+        return
+    result.extra["warnings"] = warnings
+    said = "kernel warnings: " + "; ".join(warnings)
+    result.evidence = f"{result.evidence}; {said}" if result.evidence else said
 
 
 def _stale_ranges(inode: Inode) -> Ranges:
@@ -441,8 +467,11 @@ def run_scenario(
     events = machine.kernel.events
     counters = count(())
 
+    warnings: list[str] = []
+
     def drain(batch: list[Event]) -> None:
         count(batch, counters)
+        kernel_warnings(batch, warnings)
 
     calls: list[CallResult] = []
     verdict, evidence = Verdict.OK, ""
@@ -480,6 +509,7 @@ def run_scenario(
             if f.stale
         )
     result = RunResult(scenario.name, design, verdict.value, calls, files, evidence, counters)
+    _report_warnings(result, warnings)
     if keep_events:
         # The machine ends with this run: its log can be handed over without a copy.
         result.events = events
