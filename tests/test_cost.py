@@ -332,7 +332,14 @@ def test_hostile_cost_files_are_one_line_not_a_traceback(
 ) -> None:
     """--profiles-dir and --workloads-dir take files from anywhere, read as scenario files are."""
     (tmp_path / "bad.toml").write_bytes(content)
-    argv = ["bench", "pwrite1", "--profile", "amd-epyc-this-machine", f"--{kind}-dir", str(tmp_path)]
+    argv = [
+        "bench",
+        "pwrite1",
+        "--profile",
+        "amd-epyc-this-machine",
+        f"--{kind}-dir",
+        str(tmp_path),
+    ]
     assert _run_cli(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.toml" in err and "Traceback" not in err

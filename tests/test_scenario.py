@@ -449,7 +449,13 @@ def test_find_scenario(tmp_path: Path) -> None:
     own = tmp_path / "mine.toml"
     own.write_text("")
     assert find_scenario(str(own)) == own
-    for missing in ("no-such-scenario", "../scenarios/" + some.stem, "race/race-kill-writer", "", "."):
+    for missing in (
+        "no-such-scenario",
+        "../scenarios/" + some.stem,
+        "race/race-kill-writer",
+        "",
+        ".",
+    ):
         with pytest.raises(ScenarioError) as e:
             find_scenario(missing)
         assert e.value.reason == "no such file or catalogue scenario"

@@ -64,6 +64,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def _printable(text: str) -> str:
     return _CONTROL.sub("?", text)
 
+
 SEMANTICS_LINE = "wp-lab: semantics exit="
 
 
