@@ -38,7 +38,6 @@ from writepath.kernel.iov_iter import (
     fault_in_iov_iter_readable,
     iov_iter_revert,
 )
-from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import (
     FGP_WRITEBEGIN,
     AddressSpace,
@@ -235,11 +234,6 @@ def btrfs_buffered_write(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     return result
 
 
-def btrfs_filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
-    """btrfs maps files with filemap_fault() (btrfs_file_vm_ops)."""
-    return (yield from filemap_fault(task, vma, pgoff))
-
-
 btrfs_aops = AddressSpaceOperations(
     "btrfs_aops", btrfs_no_write_begin, btrfs_no_write_end, btrfs_read_folio
 )
@@ -254,5 +248,5 @@ def btrfs() -> FileSystem:
         True,
         btrfs_aops,
         btrfs_buffered_write,
-        btrfs_filemap_fault,
+        filemap_fault,  # btrfs_file_vm_ops' .fault
     )

@@ -16,7 +16,8 @@ units, 32 bits) is the bound.
 from __future__ import annotations
 
 from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER
-from writepath.kernel.fs.ext4 import ext4_aops, ext4_buffered_write_iter, ext4_filemap_fault
+from writepath.kernel.filemap import filemap_fault
+from writepath.kernel.fs.ext4 import ext4_aops, ext4_buffered_write_iter
 from writepath.kernel.vfs import FileSystem
 
 EXT4_NDIR_BLOCKS = 12
@@ -59,5 +60,5 @@ def ext2() -> FileSystem:
         True,
         ext4_aops,
         ext4_buffered_write_iter,
-        ext4_filemap_fault,
+        filemap_fault,  # ext4_file_vm_ops' .fault
     )

@@ -35,7 +35,6 @@ from writepath.kernel.bug import WARN_ON
 from writepath.kernel.constants import MAX_PAGECACHE_ORDER, PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.filemap import filemap_fault, generic_write_checks
 from writepath.kernel.iov_iter import IovIter
-from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import (
     FGP_WRITEBEGIN,
     AddressSpace,
@@ -164,10 +163,6 @@ def ext4_buffered_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[
     return ret
 
 
-def ext4_filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
-    return (yield from filemap_fault(task, vma, pgoff))
-
-
 ext4_da_aops = AddressSpaceOperations(
     "ext4_da_aops", ext4_da_write_begin, ext4_da_write_end, ext4_read_folio
 )
@@ -182,7 +177,7 @@ def ext4() -> FileSystem:
         True,
         ext4_da_aops,
         ext4_buffered_write_iter,
-        ext4_filemap_fault,
+        filemap_fault,  # ext4_file_vm_ops' .fault (v6.18)
     )
 
 
@@ -448,7 +443,7 @@ def ext4_nodelalloc() -> FileSystem:
         True,
         ext4_aops,
         ext4_buffered_write_iter,
-        ext4_filemap_fault,
+        filemap_fault,  # ext4_file_vm_ops' .fault (v6.18)
     )
 
 
@@ -461,7 +456,7 @@ def ext4_journal() -> FileSystem:
         True,
         ext4_journalled_aops,
         ext4_buffered_write_iter,
-        ext4_filemap_fault,
+        filemap_fault,  # ext4_file_vm_ops' .fault (v6.18)
     )
 
 
@@ -475,5 +470,5 @@ def ext4_journal_2015() -> FileSystem:
         True,
         ext4_journalled_aops_2015,
         ext4_buffered_write_iter,
-        ext4_filemap_fault,
+        filemap_fault,  # ext4_file_vm_ops' .fault (v6.18)
     )

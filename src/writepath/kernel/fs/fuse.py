@@ -36,7 +36,6 @@ from writepath.kernel.iov_iter import (
     copy_folio_from_iter_atomic,
     fault_in_iov_iter_readable,
 )
-from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import (
     FGP_WRITEBEGIN,
     AddressSpace,
@@ -253,11 +252,6 @@ def fuse_read_folio(task: Task, folio: Folio) -> int:
     return 0
 
 
-def fuse_filemap_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
-    """fuse maps files with filemap_fault() (fuse_file_vm_ops)."""
-    return (yield from filemap_fault(task, vma, pgoff))
-
-
 fuse_file_aops = AddressSpaceOperations(
     "fuse_file_aops", fuse_no_write_begin, fuse_no_write_end, fuse_read_folio
 )
@@ -272,5 +266,5 @@ def fuse() -> FileSystem:
         True,
         fuse_file_aops,
         fuse_cache_write_iter,
-        fuse_filemap_fault,
+        filemap_fault,  # fuse_file_vm_ops' .fault
     )

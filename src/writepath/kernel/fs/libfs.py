@@ -9,7 +9,6 @@ from __future__ import annotations
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import MAX_LFS_FILESIZE, PAGE_SHIFT
 from writepath.kernel.filemap import filemap_fault, generic_file_write_iter
-from writepath.kernel.mm import VMA
 from writepath.kernel.pagecache import (
     FGP_WRITEBEGIN,
     AddressSpace,
@@ -77,11 +76,6 @@ def simple_read_folio(task: Task, folio: Folio) -> int:
     return 0
 
 
-def ramfs_fault(task: Task, vma: VMA, pgoff: int) -> Sleeps[tuple[int, Folio | None]]:
-    """ramfs maps files with generic_file_vm_ops: filemap_fault()."""
-    return (yield from filemap_fault(task, vma, pgoff))
-
-
 ram_aops = AddressSpaceOperations(
     "ram_aops", simple_write_begin, simple_write_end, simple_read_folio
 )
@@ -96,5 +90,5 @@ def ramfs() -> FileSystem:
         False,
         ram_aops,
         generic_file_write_iter,
-        ramfs_fault,
+        filemap_fault,  # generic_file_vm_ops' .fault
     )
