@@ -445,9 +445,10 @@ def do_read_fault(task: Task, vma: VMA, address: int) -> Sleeps[tuple[int, str]]
         return 0, tp.FAULT_MAJOR if tried else tp.FAULT_MINOR
     pgoff = vma.pgoff(address)
     ret, folio = yield from inode.fs.fault(task, vma, pgoff)
-    # A fault that dropped the mmap lock for I/O is not accounted; its retry is (major).
+    # A fault that dropped the mmap lock for I/O is not accounted (handle_mm_fault() records no
+    # outcome for VM_FAULT_RETRY); its retry is, as major.
     if ret & (VM_FAULT_ERROR | VM_FAULT_RETRY) or folio is None:
-        return ret, tp.FAULT_MAJOR if ret & VM_FAULT_RETRY else tp.FAULT_SIGBUS
+        return ret, tp.FAULT_SIGBUS
     finish_fault(task, vma, address, folio, pgoff)
     folio_unlock(task, folio)
     # ->fault answers VM_FAULT_MAJOR in filemap_fault() when the page was not cached at all;
