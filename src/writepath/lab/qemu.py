@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,25 +61,29 @@ class QemuParams:
     append: str = "console=ttyS0 panic=-1 reboot=t loglevel=5 lpj=1000000"
 
 
-def qemu_argv(params: QemuParams, kernel: Path, initrd: Path, plugin: Path) -> list[str]:
+def _boot_argv(
+    params: QemuParams,
+    accel: str,
+    cpu: str,
+    memory_mb: int,
+    kernel: Path,
+    initrd: Path,
+    counting: Sequence[str] = (),
+    more_serial: Sequence[str] = (),
+) -> list[str]:
+    """One single-CPU guest booting ``kernel`` with ``initrd``, its console on stdio, exiting
+    on reset; ``counting`` adds the TCG counting options, ``more_serial`` a second port."""
     return [
         params.binary,
         "-accel",
-        params.accel,
+        accel,
         "-cpu",
-        params.cpu,
+        cpu,
         "-smp",
         "1",
         "-m",
-        str(params.memory_mb),
-        "-icount",
-        params.icount,
-        "-plugin",
-        str(plugin),
-        # qemu_plugin_outs() writes to QEMU's log, which is only open for "-d plugin"; it goes to
-        # stderr, which the lab merges with the serial console into one log, in order.
-        "-d",
-        "plugin",
+        str(memory_mb),
+        *counting,
         "-kernel",
         str(kernel),
         "-initrd",
@@ -91,8 +96,25 @@ def qemu_argv(params: QemuParams, kernel: Path, initrd: Path, plugin: Path) -> l
         "none",
         "-serial",
         "stdio",
+        *more_serial,
         "-no-reboot",
     ]
+
+
+def qemu_argv(params: QemuParams, kernel: Path, initrd: Path, plugin: Path) -> list[str]:
+    counting = [
+        "-icount",
+        params.icount,
+        "-plugin",
+        str(plugin),
+        # qemu_plugin_outs() writes to QEMU's log, which is only open for "-d plugin"; it goes to
+        # stderr, which the lab merges with the serial console into one log, in order.
+        "-d",
+        "plugin",
+    ]
+    return _boot_argv(
+        params, params.accel, params.cpu, params.memory_mb, kernel, initrd, counting=counting
+    )
 
 
 #: A stock kernel under working KVM reaches the guest's first line in a second or two; a PVM
@@ -102,30 +124,7 @@ KVM_PROBE_TIMEOUT = 30.0
 
 def kvm_probe_argv(params: QemuParams, kernel: Path, initrd: Path) -> list[str]:
     """Boot ``kernel`` under KVM with ``-cpu host`` (no plugin, no -icount: those are TCG's)."""
-    return [
-        params.binary,
-        "-accel",
-        "kvm",
-        "-cpu",
-        "host",
-        "-smp",
-        "1",
-        "-m",
-        str(params.memory_mb),
-        "-kernel",
-        str(kernel),
-        "-initrd",
-        str(initrd),
-        "-append",
-        params.append,
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-    ]
+    return _boot_argv(params, "kvm", "host", params.memory_mb, kernel, initrd)
 
 
 def semantics_argv(
@@ -133,29 +132,12 @@ def semantics_argv(
 ) -> list[str]:
     """The semantics guest: TCG without -icount or plugin (nothing is counted), more memory,
     and a second serial port whose output (the replay's records) goes to ``results``."""
-    return [
-        params.binary,
-        "-accel",
+    return _boot_argv(
+        params,
         "tcg",
-        "-cpu",
         params.cpu,
-        "-smp",
-        "1",
-        "-m",
-        str(memory_mb),
-        "-kernel",
-        str(kernel),
-        "-initrd",
-        str(initrd),
-        "-append",
-        params.append,
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "stdio",
-        "-serial",
-        f"file:{results}",
-        "-no-reboot",
-    ]
+        memory_mb,
+        kernel,
+        initrd,
+        more_serial=["-serial", f"file:{results}"],
+    )
