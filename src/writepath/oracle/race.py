@@ -36,7 +36,8 @@ from writepath.explorer.engine import matching_schedules, short_copies
 from writepath.kernel import tracepoints as tp
 from writepath.layout import MODEL_BASE, region_bases
 from writepath.oracle import tracing, uffd
-from writepath.oracle.libc import libc
+from writepath.oracle.libc import check, libc
+from writepath.oracle.libc import mmap as libc_mmap
 from writepath.results import RunResult
 from writepath.scenario import Scenario, fill
 from writepath.trace import model_call_traces
@@ -51,23 +52,6 @@ MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
 #: Seconds the parent waits for the child before killing it: the child's work is a few
 #: milliseconds; a hang means the fault was never resolved.
 CHILD_TIMEOUT = 10.0
-
-_libc_pwrite = libc.pwrite
-_libc_pwrite.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
-_libc_pwrite.restype = ctypes.c_ssize_t
-_libc_mmap = libc.mmap
-_libc_mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc_mmap.restype = ctypes.c_void_p
-_libc_madvise = libc.madvise
-_libc_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_libc_madvise.restype = ctypes.c_int
 
 
 @dataclass(frozen=True)
@@ -110,12 +94,7 @@ def _child(
 ) -> dict[str, Any]:
     with open(path, "wb") as f:
         f.write(fill(data, size))
-    buf = _libc_mmap(
-        None, 2 * uffd.PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0
-    )
-    if buf in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap")
-    assert buf is not None
+    buf = libc_mmap(0, 2 * uffd.PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
     a, b = buf, buf + uffd.PAGE_SIZE
     fd_uffd = uffd.open_userfaultfd()
     uffd.register_missing(fd_uffd, buf, 2 * uffd.PAGE_SIZE)
@@ -127,8 +106,7 @@ def _child(
         faults.append((page - buf) // uffd.PAGE_SIZE)
         if page == b and not dropped:
             # The writer sleeps in its fault on B, A already faulted in: drop A now.
-            if _libc_madvise(a, uffd.PAGE_SIZE, MADV_DONTNEED) != 0:
-                raise OSError(ctypes.get_errno(), "madvise")
+            check(libc.madvise(a, uffd.PAGE_SIZE, MADV_DONTNEED), "madvise")
             dropped = True
         uffd.zeropage(fd_uffd, page)
 
@@ -149,7 +127,7 @@ def _child(
     try:
         if recorder is not None:
             recorder.begin(0)
-        ret = int(_libc_pwrite(fd, buf + src_off, count, pos))
+        ret = int(libc.pwrite(fd, buf + src_off, count, pos))
         err = ctypes.get_errno() if ret < 0 else 0
         if recorder is not None:
             recorder.end(0)
