@@ -344,14 +344,7 @@ def run_tasks(
     outcome = sched.run()
     calls = [out.get(k, CallResult(c.op, None, None)) for k, c in enumerate(scenario.calls)]
     files = {name: file_state(inode) for name, inode in machine.inodes.items()}
-    verdict, evidence = outcome.verdict, outcome.evidence
-    if verdict is Verdict.OK and any(f.stale for f in files.values()):
-        verdict = Verdict.STALE_DATA
-        evidence = "; ".join(
-            f"{name}: stale bytes {', '.join(f'[{s}, {e})' for s, e in f.stale)}"
-            for name, f in files.items()
-            if f.stale
-        )
+    verdict, evidence = _stale_verdict(outcome.verdict, outcome.evidence, files)
     result = RunResult(
         scenario.name, design, verdict.value, calls, files, evidence, count(machine.kernel.events)
     )
@@ -359,6 +352,20 @@ def run_tasks(
     if keep_events:
         result.events = machine.kernel.events
     return TaskRun(result, machine, outcome, sched.choices, sched.steps)
+
+
+def _stale_verdict(
+    verdict: Verdict, evidence: str, files: dict[str, FileState]
+) -> tuple[Verdict, str]:
+    """A run whose calls all returned but whose files hold uninitialized memory a reader would
+    see ends ``stale-data``, its evidence the byte ranges; any other verdict stands."""
+    if verdict is not Verdict.OK or not any(f.stale for f in files.values()):
+        return verdict, evidence
+    return Verdict.STALE_DATA, "; ".join(
+        f"{name}: stale bytes {', '.join(f'[{s}, {e})' for s, e in f.stale)}"
+        for name, f in files.items()
+        if f.stale
+    )
 
 
 #: At most this many kernel warnings are reported per run (a loop can warn on every pass).
@@ -500,14 +507,7 @@ def run_scenario(
         per_call = model_call_traces(events, regions)
         calls = [dataclasses.replace(c, trace=t) for c, t in zip(calls, per_call, strict=False)]
     release_machine(machine)
-    if verdict is Verdict.OK and any(f.stale for f in files.values()):
-        # Every call returned, but a reader of the files would see uninitialized memory.
-        verdict = Verdict.STALE_DATA
-        evidence = "; ".join(
-            f"{name}: stale bytes {', '.join(f'[{s}, {e})' for s, e in f.stale)}"
-            for name, f in files.items()
-            if f.stale
-        )
+    verdict, evidence = _stale_verdict(verdict, evidence, files)
     result = RunResult(scenario.name, design, verdict.value, calls, files, evidence, counters)
     _report_warnings(result, warnings)
     if keep_events:
