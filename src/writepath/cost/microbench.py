@@ -118,34 +118,42 @@ int main(int argc, char **argv) {
 """
 
 
-def run(rounds: int = 21, shm: str = "/dev/shm", disk: str = "/var/tmp") -> dict[str, list[float]]:
-    """Compile and run the benchmarks; ``{name: [median_ns, min_ns, max_ns]}``."""
+def _compile_and_run(
+    source: str, name: str, args: list[str], extra_fields: bool
+) -> dict[str, list[float]]:
+    """Build ``source`` with the system C compiler in a scratch folder, run it with ``args``
+    and read its lines ``NAME MEDIAN LOW HIGH`` (and more fields after them where
+    ``extra_fields``): ``{name: [median, low, high]}`` in ns."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise RuntimeError("no C compiler (cc or gcc) on PATH")
     with tempfile.TemporaryDirectory(prefix="writepath-ubench-") as build:
-        src = Path(build) / "ubench.c"
-        exe = Path(build) / "ubench"
-        src.write_text(C_SOURCE)
+        src = Path(build) / f"{name}.c"
+        exe = Path(build) / name
+        src.write_text(source)
         subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
         out = subprocess.run(
-            [
-                str(exe),
-                f"{shm}/writepath-ubench-shm",
-                f"{shm}/writepath-ubench-map",
-                f"{disk}/writepath-ubench-disk",
-                str(rounds),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
+            [str(exe), *args], check=True, capture_output=True, text=True, timeout=600
         ).stdout
     result: dict[str, list[float]] = {}
     for line in out.splitlines():
-        name, median, low, high, *_ = line.split()
-        result[name] = [float(median), float(low), float(high)]
+        fields = line.split()
+        if not extra_fields and len(fields) != 4:
+            raise ValueError(f"{name}: expected 4 fields, got {line!r}")
+        key, median, low, high, *_ = fields
+        result[key] = [float(median), float(low), float(high)]
     return result
+
+
+def run(rounds: int = 21, shm: str = "/dev/shm", disk: str = "/var/tmp") -> dict[str, list[float]]:
+    """Compile and run the benchmarks; ``{name: [median_ns, min_ns, max_ns]}``."""
+    args = [
+        f"{shm}/writepath-ubench-shm",
+        f"{shm}/writepath-ubench-map",
+        f"{disk}/writepath-ubench-disk",
+        str(rounds),
+    ]
+    return _compile_and_run(C_SOURCE, "ubench", args, extra_fields=True)
 
 
 PREFAULT_C_SOURCE = r"""
@@ -193,31 +201,12 @@ int main(int argc, char **argv) {
 def run_prefault(xfs_dir: str, shm: str = "/dev/shm", rounds: int = 41) -> dict[str, list[float]]:
     """Compile and run the prefault benchmark (module docstring); ``{name: [median, low,
     high]}`` in ns, low/high the min/max, or the quartiles for ``prefault_per_segment``."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        raise RuntimeError("no C compiler (cc or gcc) on PATH")
-    with tempfile.TemporaryDirectory(prefix="writepath-ubench-") as build:
-        src = Path(build) / "prefault.c"
-        exe = Path(build) / "prefault"
-        src.write_text(PREFAULT_C_SOURCE)
-        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, capture_output=True)
-        out = subprocess.run(
-            [
-                str(exe),
-                f"{xfs_dir}/writepath-ubench-prefault",
-                f"{shm}/writepath-ubench-prefault",
-                str(min(max(rounds, 3), 101)),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        ).stdout
-    result: dict[str, list[float]] = {}
-    for line in out.splitlines():
-        name, median, low, high = line.split()
-        result[name] = [float(median), float(low), float(high)]
-    return result
+    args = [
+        f"{xfs_dir}/writepath-ubench-prefault",
+        f"{shm}/writepath-ubench-prefault",
+        str(min(max(rounds, 3), 101)),
+    ]
+    return _compile_and_run(PREFAULT_C_SOURCE, "prefault", args, extra_fields=False)
 
 
 if __name__ == "__main__":
