@@ -12,14 +12,16 @@ never clean, so tmpfs and ramfs keep every folio, as the kernel does.
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.pagecache import filemap_remove_folio, folio_trylock, folio_unlock
 from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
 
-EBADF = 9
-EINVAL = 22
+EBADF: Final = 9
+EINVAL: Final = 22
 
-POSIX_FADV_DONTNEED = 4
+POSIX_FADV_DONTNEED: Final = 4
 
 
 def folio_mapped_by(task: Task, data: bytearray) -> bool:

@@ -43,6 +43,7 @@ no-op on x86). ``fatal_signal_pending()`` is true once another task sent a fatal
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import PAGE_SIZE
@@ -81,9 +82,9 @@ from writepath.kernel.vfs import (
     inode_unlock,
 )
 
-EFAULT = 14
-EFBIG = 27
-EINTR = 4
+EFAULT: Final = 14
+EFBIG: Final = 27
+EINTR: Final = 4
 
 PerformWrite = Callable[[Task, Kiocb, IovIter], Sleeps[int]]
 

@@ -12,6 +12,8 @@ part of the ``__iov`` pointer and ``nr_segs`` counts the segments from it on, as
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import MAX_RW_COUNT, PAGE_SIZE
 from writepath.kernel.gup import fault_in_readable
@@ -20,14 +22,14 @@ from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.tracepoints import COPY, ENTER, EXIT
 from writepath.kernel.uaccess import USER_END, access_ok, raw_copy_from_user
 
-ITER_UBUF = 0
-ITER_IOVEC = 1
-ITER_SOURCE = True  # data_source: the iterator is read from (a write)
+ITER_UBUF: Final = 0
+ITER_IOVEC: Final = 1
+ITER_SOURCE: Final = True  # data_source: the iterator is read from (a write)
 
 _NO_SEGMENTS: list[tuple[int, int]] = []
 
 #: Where copy_folio_from_iter_atomic()'s copy faults: it inlines the whole iteration.
-COPY_FOLIO_IP = "copy_folio_from_iter_atomic"
+COPY_FOLIO_IP: Final = "copy_folio_from_iter_atomic"
 
 
 class IovIter:

@@ -10,6 +10,8 @@ Simplifications: only MADV_DONTNEED among the advices; mprotect's PTE change is 
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.constants import OFFSET_MASK, PAGE_ALIGN
 from writepath.kernel.mm import (
     MM,
@@ -23,10 +25,10 @@ from writepath.kernel.mm import (
 )
 from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
 
-EINVAL = 22
-ENOMEM = 12
+EINVAL: Final = 22
+ENOMEM: Final = 12
 
-MADV_DONTNEED = 4
+MADV_DONTNEED: Final = 4
 PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
 
 

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Final
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import DIV_ROUND_UP, OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.pagecache import Folio, folio_trylock, folio_unlock
-from writepath.kernel.task import Sleeps, Task, WaitOn
+from writepath.kernel.task import Sleeps, Task, wait_for_unlock
 from writepath.kernel.vfs import (
     VM_FAULT_ERROR,
     VM_FAULT_MAJOR,
@@ -50,17 +51,17 @@ from writepath.kernel.vfs import (
     Inode,
 )
 
-ZERO_PAGE = bytes(PAGE_SIZE)
+ZERO_PAGE: Final = bytes(PAGE_SIZE)
 
 # vm_fault_t bits the fault path passes between its steps (include/linux/mm_types.h).
-VM_FAULT_NOPAGE = 0x0100
-VM_FAULT_RETRY = 0x0400
+VM_FAULT_NOPAGE: Final = 0x0100
+VM_FAULT_RETRY: Final = 0x0400
 
 #: fault_around_bytes (mm/memory.c) in pages: the default 64 KiB.
-FAULT_AROUND_PAGES = 16
+FAULT_AROUND_PAGES: Final = 16
 #: Entries of one page table (x86-64): one PMD entry covers PTRS_PER_PTE pages, 2 MiB.
-PTRS_PER_PTE = 512
-PMD_SHIFT = 21
+PTRS_PER_PTE: Final = 512
+PMD_SHIFT: Final = 21
 
 PageRef = tuple["bytearray | bytes", int]
 
@@ -127,10 +128,10 @@ class _MmapLockWriteSide:
 def mmap_read_lock(task: Task, mm: MM) -> Sleeps[None]:
     """down_read(&mm->mmap_lock): sleep while a writer holds it."""
     sem = mm.mmap_lock
-    if sem.owner is not None:
-        task.emit((tp.LOCK_WAIT, task.pid, sem.lock_name(), sem.owner.pid))
-        while sem.owner is not None:
-            yield WaitOn(sem)
+    holder = sem.owner
+    if holder is not None:
+        task.emit((tp.LOCK_WAIT, task.pid, sem.lock_name(), holder.pid))
+        yield from wait_for_unlock(sem)
     sem.readers.append(task)
 
 
@@ -144,8 +145,7 @@ def mmap_write_lock(task: Task, mm: MM) -> Sleeps[None]:
     holder = side.owner
     if holder is not None:
         task.emit((tp.LOCK_WAIT, task.pid, side.lock_name(), holder.pid))
-        while side.owner is not None:
-            yield WaitOn(side)
+        yield from wait_for_unlock(side)
     mm.mmap_lock.owner = task
 
 

@@ -25,24 +25,26 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Final
+
+from mypy_extensions import mypyc_attr
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
-from writepath.kernel.task import Sleeps, Task, WaitOn
+from writepath.kernel.task import Sleeps, Task, wait_for_unlock
 from writepath.kernel.tracepoints import ENTER, EXIT, FOLIO_LOCK, FOLIO_UNLOCK
 
 if TYPE_CHECKING:
     from writepath.kernel.vfs import File, Inode
 
 # fgf_t flags (include/linux/pagemap.h)
-FGP_ACCESSED = 1 << 0
-FGP_LOCK = 1 << 1
-FGP_CREAT = 1 << 2
-FGP_WRITE = 1 << 3
-FGP_NOFS = 1 << 4
-FGP_STABLE = 1 << 7
-FGP_WRITEBEGIN = FGP_LOCK | FGP_WRITE | FGP_CREAT | FGP_STABLE
+FGP_ACCESSED: Final = 1 << 0
+FGP_LOCK: Final = 1 << 1
+FGP_CREAT: Final = 1 << 2
+FGP_WRITE: Final = 1 << 3
+FGP_NOFS: Final = 1 << 4
+FGP_STABLE: Final = 1 << 7
+FGP_WRITEBEGIN: Final = FGP_LOCK | FGP_WRITE | FGP_CREAT | FGP_STABLE
 
 
 def fgf_set_order(size: int) -> int:
@@ -97,6 +99,8 @@ def ranges_within(ranges: Ranges, start: int, end: int) -> Ranges:
     return out
 
 
+# mypyc cannot compile a subclass of bytearray into a native class; it stays a Python class.
+@mypyc_attr(native_class=False)
 class FolioData(bytearray):
     """The memory of a folio's pages. It shares its folio's list of uninitialized ranges, the
     way the kernel finds the folio (and so its state) of any direct-map address
@@ -215,26 +219,17 @@ def folio_mark_uptodate(task: Task, folio: Folio) -> None:
         task.kernel.generation += 1
 
 
-@overload
-def folio_mark_dirty(task: Task, folio: Folio) -> bool: ...
-
-
-@overload
-def folio_mark_dirty(task: Folio, folio: None = None) -> bool: ...
-
-
-def folio_mark_dirty(task: Any, folio: Folio | None = None) -> bool:
+def folio_mark_dirty(task: Task, folio: Folio) -> bool:
     """folio_mark_dirty() (mm/page-writeback.c, v6.18): ``a_ops->dirty_folio``, which for the
     filesystems here sets PG_dirty (noop_dirty_folio() of shmem and ramfs, filemap_dirty_folio()
     behind iomap and buffer heads, which also account the dirty page). True if the folio was
-    clean. Emits ``folio_mark_dirty`` enter/exit (b: folio index, then the return value).
-
-    ``folio_mark_dirty(folio)`` without the task is the form the callers had before the event
-    existed: it marks the folio and emits nothing, until those callers pass their task."""
-    if folio is None:
-        was_clean: bool = not task.dirty
-        task.dirty = True
-        return was_clean
+    clean. Emits ``folio_mark_dirty`` enter/exit (b: folio index, then the return value)."""
+    emit = task.emit
+    emit((ENTER, task.pid, "folio_mark_dirty", folio.index))
+    was_clean = not folio.dirty
+    folio.dirty = True
+    emit((EXIT, task.pid, "folio_mark_dirty", was_clean))
+    return was_clean
     emit = task.emit
     emit((ENTER, task.pid, "folio_mark_dirty", folio.index))
     was_clean = not folio.dirty
@@ -279,10 +274,10 @@ def __folio_lock(task: Task, folio: Folio) -> Sleeps[None]:
     A task that waits for a folio lock it holds itself never wakes: the scheduler reports that as
     a deadlock whose cycle is this one task.
     """
-    assert folio.owner is not None
-    task.emit((tp.LOCK_WAIT, task.pid, folio.lock_name(), folio.owner.pid))
-    while folio.owner is not None:
-        yield WaitOn(folio)
+    holder = folio.owner
+    assert holder is not None
+    task.emit((tp.LOCK_WAIT, task.pid, folio.lock_name(), holder.pid))
+    yield from wait_for_unlock(folio)
     folio.owner = task
     task.emit((tp.FOLIO_LOCK, task.pid, folio.index, folio.mapping.host.i_ino))
 

@@ -13,6 +13,8 @@ shmem_file_read_iter() does.
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.constants import PAGE_SHIFT
 from writepath.kernel.pagecache import (
     filemap_add_folio,
@@ -22,8 +24,8 @@ from writepath.kernel.pagecache import (
 )
 from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
 
-EBADF = 9
-EINVAL = 22
+EBADF: Final = 9
+EINVAL: Final = 22
 
 
 def filemap_read(task: Task, fd: int, pos: int, count: int) -> Sleeps[int]:

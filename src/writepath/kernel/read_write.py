@@ -9,6 +9,8 @@ A one-segment vector is imported as ITER_UBUF, as since v6.4.
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import LLONG_MAX, MAX_RW_COUNT, UIO_MAXIOV
 from writepath.kernel.iov_iter import (
@@ -29,10 +31,10 @@ from writepath.kernel.vfs import (
     init_sync_kiocb,
 )
 
-EBADF = 9
-EFAULT = 14
-EINVAL = 22
-SSIZE_MAX = LLONG_MAX
+EBADF: Final = 9
+EFAULT: Final = 14
+EINVAL: Final = 22
+SSIZE_MAX: Final = LLONG_MAX
 
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 

@@ -21,6 +21,7 @@ VM_SEQ_READ/VM_RAND_READ (madvise) are not modelled.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import DIV_ROUND_UP, PAGE_SIZE
@@ -38,7 +39,7 @@ from writepath.kernel.vfs import VM_FAULT_LOCKED, VM_FAULT_MAJOR, VM_FAULT_SIGBU
 
 #: bdi->ra_pages of a disk filesystem: read_ahead_kb = 128 (VM_READAHEAD_PAGES, a loop device's
 #: default); a filesystem without a disk (ramfs) has none.
-RA_PAGES = 32
+RA_PAGES: Final = 32
 
 #: ``->readahead`` walks of address_space_operations that have one beside ``read_folio``
 #: (``iomap_readahead()`` fires iomap_iter), by a_ops name; each gets the byte range read.

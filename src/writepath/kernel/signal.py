@@ -12,9 +12,11 @@ when its system call returns (the task then exits: its later calls never run).
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
 
-SIGKILL = "SIGKILL"
+SIGKILL: Final = "SIGKILL"
 
 
 def fatal_signal_pending(task: Task) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from writepath.kernel import tracepoints as tp
 
@@ -53,11 +53,11 @@ class WaitOn:
 Sleeps = Generator["SchedPoint | WaitOn", None, T]
 
 # Preallocated scheduling points: yielding one costs no allocation on the hot path.
-COND_RESCHED = SchedPoint("cond_resched")
-WRITE_BEGIN = SchedPoint("write_begin")
-FAULT_IN = SchedPoint("fault_in")
-PAGE_FAULT = SchedPoint("page_fault")
-SYSCALL_ENTRY = SchedPoint("syscall_entry")
+COND_RESCHED: Final = SchedPoint("cond_resched")
+WRITE_BEGIN: Final = SchedPoint("write_begin")
+FAULT_IN: Final = SchedPoint("fault_in")
+PAGE_FAULT: Final = SchedPoint("page_fault")
+SYSCALL_ENTRY: Final = SchedPoint("syscall_entry")
 
 
 class Stuck(Exception):
@@ -140,11 +140,22 @@ def lock_acquire(task: Task, lock: Lock) -> Sleeps[None]:
     A task asking for a lock it already holds sleeps forever, as a kernel mutex would; the
     scheduler recognises that as a one-task cycle.
     """
-    if lock.owner is not None:
-        task.emit((tp.LOCK_WAIT, task.pid, lock.lock_name(), lock.owner.pid))
-        while lock.owner is not None:
-            yield WaitOn(lock)
+    holder = lock.owner
+    if holder is not None:
+        task.emit((tp.LOCK_WAIT, task.pid, lock.lock_name(), holder.pid))
+        yield from wait_for_unlock(lock)
     lock.owner = task
+
+
+def wait_for_unlock(lock: Lock) -> Sleeps[None]:
+    """Sleep until ``lock`` has no owner, reading the owner afresh after every sleep.
+
+    A waiter checks the owner before it sleeps; mypy keeps that check's narrowing across a
+    ``yield``, and mypyc (``WRITEPATH_MYPYC=1``) enforces it, so a re-check in the same function
+    would read the released lock as a type error. Here nothing is narrowed on entry.
+    """
+    while lock.owner is not None:
+        yield WaitOn(lock)
 
 
 def lock_release(task: Task, lock: Lock) -> None:

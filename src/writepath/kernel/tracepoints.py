@@ -61,8 +61,8 @@ FAULT_ZERO_PAGE: Final = "zero_page"  # untouched anonymous memory: the shared z
 FAULT_SIGSEGV: Final = "sigsegv"  # no VMA, or the VMA forbids reading
 FAULT_SIGBUS: Final = "sigbus"  # a file page wholly beyond EOF
 FAULT_REFUSED: Final = "refused"  # pagefault_disable(): the exception table fixes the copy up
-FAULT_HANDLED = frozenset({FAULT_MINOR, FAULT_MAJOR, FAULT_ZERO_PAGE})
-FAULT_FAILED = frozenset({FAULT_SIGSEGV, FAULT_SIGBUS})
+FAULT_HANDLED: Final = frozenset({FAULT_MINOR, FAULT_MAJOR, FAULT_ZERO_PAGE})
+FAULT_FAILED: Final = frozenset({FAULT_SIGSEGV, FAULT_SIGBUS})
 
 
 def trace_page_fault_kernel(task: Task, address: int, ip: str, error_code: int = 0) -> None:

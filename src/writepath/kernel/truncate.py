@@ -13,6 +13,8 @@ unmapped are those of the calling task's mm (the scenario's one process); no cti
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.constants import DIV_ROUND_UP, OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.pagecache import (
     Folio,
@@ -26,9 +28,9 @@ from writepath.kernel.pagecache import (
 from writepath.kernel.task import SYSCALL_ENTRY, Sleeps, Task
 from writepath.kernel.vfs import Inode, i_size_write, inode_lock, inode_unlock
 
-EBADF = 9
-EINVAL = 22
-EFBIG = 27
+EBADF: Final = 9
+EINVAL: Final = 22
+EFBIG: Final = 27
 
 
 def unmap_mapping_folios(task: Task, folios: list[Folio]) -> None:

@@ -18,6 +18,8 @@ over byte for byte. The check costs one type test per page when no folio is invo
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import OFFSET_MASK, PAGE_SHIFT, PAGE_SIZE, USER_PTR_MAX
 from writepath.kernel.mm import do_user_addr_fault
@@ -29,7 +31,7 @@ from writepath.kernel.tracepoints import PAGE_FAULT as PAGE_FAULT_EVENT
 #: One past the last valid user address. access_ok() is an inline in the kernel, and the hot
 #: callers of the model inline it too: ``end = addr + size``, then
 #: ``addr >= 0 and end <= USER_END and end >= addr``.
-USER_END = USER_PTR_MAX + 1
+USER_END: Final = USER_PTR_MAX + 1
 
 
 def access_ok(addr: int, size: int) -> bool:

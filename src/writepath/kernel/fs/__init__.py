@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.fs.btrfs import btrfs
 from writepath.kernel.fs.ext2 import ext2
 from writepath.kernel.fs.ext4 import ext4, ext4_journal, ext4_journal_2015, ext4_nodelalloc
@@ -36,7 +38,7 @@ def filesystems() -> dict[str, FileSystem]:
 
 
 #: The buffered write loop each filesystem runs (the keys of filemap.LOOP_FORMS).
-WRITE_LOOP = {
+WRITE_LOOP: Final = {
     "tmpfs": "generic_perform_write",
     "tmpfs-huge": "generic_perform_write",
     "ramfs": "generic_perform_write",
@@ -57,4 +59,4 @@ WRITE_LOOP = {
 #: bug against today's write loop, and orangefs (it needs an OrangeFS server, which this machine
 #: does not run) and gfs2 (its 2021 buffered write loop; the oracle does not make gfs2 file
 #: systems). The oracle cannot mount them and ``diff`` skips them.
-MODEL_ONLY = frozenset({"ext4-journal-2015", "orangefs", "orangefs-2025", "gfs2"})
+MODEL_ONLY: Final = frozenset({"ext4-journal-2015", "orangefs", "orangefs-2025", "gfs2"})

@@ -23,6 +23,8 @@ write starts in a later block; blocks are 4 KiB (one page).
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import read_block, zero_partial_block
 from writepath.kernel.constants import MAX_LFS_FILESIZE, PAGE_SHIFT, PAGE_SIZE
@@ -74,7 +76,7 @@ from writepath.kernel.vfs import (
     inode_unlock,
 )
 
-BTRFS_SECTORSIZE = PAGE_SIZE
+BTRFS_SECTORSIZE: Final = PAGE_SIZE
 
 
 def btrfs_no_write_begin(

@@ -15,12 +15,14 @@ units, 32 bits) is the bound.
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER
 from writepath.kernel.filemap import filemap_fault
 from writepath.kernel.fs.ext4 import ext4_aops, ext4_buffered_write_iter
 from writepath.kernel.vfs import FileSystem
 
-EXT4_NDIR_BLOCKS = 12
+EXT4_NDIR_BLOCKS: Final = 12
 
 
 def ext4_max_bitmap_size(bits: int, has_huge_files: bool) -> int:
@@ -48,7 +50,7 @@ def ext4_max_bitmap_size(bits: int, has_huge_files: bool) -> int:
 
 
 #: s_bitmap_maxbytes of an ext2 filesystem with 4 KiB blocks and no huge_file feature.
-EXT2_MAX_SIZE_4K = ext4_max_bitmap_size(12, False)
+EXT2_MAX_SIZE_4K: Final = ext4_max_bitmap_size(12, False)
 
 
 def ext2() -> FileSystem:

@@ -19,6 +19,7 @@ verity and the non-delalloc fallback are not modelled; blocks are 4 KiB.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import (
@@ -66,7 +67,7 @@ from writepath.kernel.vfs import (
 WalkFn = Callable[[Task, Folio, BufferHeads, int], None]
 
 #: s_maxbytes of an extent-mapped file with 4 KiB blocks: (2**32 - 1) blocks.
-EXT4_MAX_SIZE_4K = ((1 << 32) - 1) << 12
+EXT4_MAX_SIZE_4K: Final = ((1 << 32) - 1) << 12
 
 
 def ext4_da_get_block_prep(inode: Inode, index: int, bhs: BufferHeads, k: int) -> int:

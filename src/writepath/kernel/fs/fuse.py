@@ -26,6 +26,7 @@ FUSE_I_SIZE_UNSTABLE, O_DIRECT/direct_io, writeback_cache, large folios; blocks 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import read_block
@@ -66,8 +67,8 @@ from writepath.kernel.vfs import (
 )
 
 #: fc->max_write and fc->max_pages as libfuse 3 negotiates them (1 MiB in 256 pages).
-FUSE_MAX_WRITE = 1 << 20
-FUSE_MAX_PAGES = 256
+FUSE_MAX_WRITE: Final = 1 << 20
+FUSE_MAX_PAGES: Final = 256
 
 
 @dataclass

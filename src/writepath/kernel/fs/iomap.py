@@ -29,6 +29,7 @@ reads are synchronous; blocks are 4 KiB (one page).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.buffer import read_block
@@ -76,9 +77,9 @@ from writepath.kernel.task import (
 )
 from writepath.kernel.vfs import Inode, Kiocb, i_size_write
 
-EFAULT = 14
-BLOCK_SHIFT = PAGE_SHIFT
-BLOCK_SIZE = 1 << BLOCK_SHIFT
+EFAULT: Final = 14
+BLOCK_SHIFT: Final = PAGE_SHIFT
+BLOCK_SIZE: Final = 1 << BLOCK_SHIFT
 
 
 class IomapFolioState(BlockState):

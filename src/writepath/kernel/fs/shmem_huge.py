@@ -15,6 +15,8 @@ huge faults (a fault on a hole gets an order-0 folio, as on plain tmpfs).
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER, PAGE_SHIFT
 from writepath.kernel.fs.shmem import (
@@ -34,7 +36,7 @@ from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.vfs import File, FileSystem
 
 #: HPAGE_PMD_ORDER on x86_64.
-HPAGE_PMD_ORDER = 9
+HPAGE_PMD_ORDER: Final = 9
 
 
 def shmem_suitable_order(mapping: AddressSpace, index: int) -> int:

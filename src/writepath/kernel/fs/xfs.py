@@ -13,6 +13,8 @@ old EOF block tail; post-EOF delalloc blocks are not punched out on a short writ
 
 from __future__ import annotations
 
+from typing import Final
+
 from writepath.kernel.buffer import zero_partial_block
 from writepath.kernel.constants import MAX_LFS_FILESIZE, MAX_PAGECACHE_ORDER, PAGE_SIZE
 from writepath.kernel.filemap import IOMAP_LOOP, generic_write_checks
@@ -45,9 +47,9 @@ from writepath.kernel.vfs import (
     inode_unlock,
 )
 
-BLOCK_SHIFT = 12
+BLOCK_SHIFT: Final = 12
 #: The most a new delalloc reservation maps in one ->iomap_begin: 1024 pages.
-XFS_MAX_DELALLOC_MAP = 1024 * PAGE_SIZE
+XFS_MAX_DELALLOC_MAP: Final = 1024 * PAGE_SIZE
 
 
 def xfs_no_write_begin(
