@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
-from writepath.bench import render_scaling, render_speed, size_scaling, speed_report
+from writepath.bench import (
+    model_compiled,
+    render_scaling,
+    render_speed,
+    size_scaling,
+    speed_report,
+)
 
 
 def test_speed_report_shape_and_checks() -> None:
@@ -15,6 +22,7 @@ def test_speed_report_shape_and_checks() -> None:
     for key in ("model_calls_per_s", "kernel_calls_per_s", "ratio", "samples", "design"):
         assert key in doc
     assert doc["design"] == "v6.18"
+    assert doc["compiled"] is model_compiled()
     assert doc["kernel_method"] in ("C loop", "Python os.pwrite loop")
     assert len(doc["samples"]) == 2
     for pair in doc["samples"]:
@@ -28,6 +36,15 @@ def test_speed_report_shape_and_checks() -> None:
     assert doc["checked_calls"] >= 2 * 200
     text = render_speed(doc)
     assert "median" in text and "slower per call" in text
+
+
+@pytest.mark.skipif(
+    "WRITEPATH_EXPECT_MYPYC" not in os.environ, reason="CI says which build it installed"
+)
+def test_the_build_ci_installed_is_the_one_under_test() -> None:
+    """CI runs the suite twice, on the editable (Python) install and on a WRITEPATH_MYPYC=1
+    build; this keeps either run from silently testing the other build."""
+    assert model_compiled() is (os.environ["WRITEPATH_EXPECT_MYPYC"] == "1")
 
 
 def test_speed_report_refuses_nonsense() -> None:

@@ -7,6 +7,8 @@ overhead makes the kernel look slower and the ratio kinder — the report says w
 
 ``speed_report()`` is what ``writepath bench --json`` reports: model and kernel samples taken in
 turn, every simulated call checked, median and spread (``render_speed()`` prints it).
+The report says whether the model ran as compiled by mypyc (``WRITEPATH_MYPYC=1``, setup.py)
+or as plain Python: the same source either way.
 ``size_scaling()`` measures how one write's time and peak memory grow with its size, 4 KiB to
 256 MiB (``python -m writepath.bench --scaling``).
 """
@@ -168,6 +170,17 @@ def _kernel_loop(directory: str = "/dev/shm") -> Iterator[Callable[[float], tupl
         yield sample
 
 
+def model_compiled() -> bool:
+    """Whether the model's modules are mypyc's extension modules (a ``WRITEPATH_MYPYC=1``
+    build) rather than Python source."""
+    import writepath.kernel.filemap
+    import writepath.sched
+
+    return all(
+        not str(m.__file__).endswith(".py") for m in (writepath.kernel.filemap, writepath.sched)
+    )
+
+
 def speed_report(samples: int = 5, seconds: float = 0.5, design: str = "v6.18") -> dict[str, Any]:
     """The model's pwrite1 rate beside the real kernel's, as a JSON-ready dict.
 
@@ -217,6 +230,7 @@ def speed_report(samples: int = 5, seconds: float = 0.5, design: str = "v6.18") 
     ratios = [p["ratio"] for p in pairs]
     return {
         "design": design,
+        "compiled": model_compiled(),
         "model_calls_per_s": statistics.median(p["model_calls_per_s"] for p in pairs),
         "kernel_calls_per_s": statistics.median(p["kernel_calls_per_s"] for p in pairs),
         "ratio": statistics.median(ratios),
@@ -232,6 +246,7 @@ def render_speed(doc: dict[str, Any]) -> str:
     """``speed_report()``'s result as a short text table."""
     lines = [
         f"pwrite1 (4 KiB, resident buffer, tmpfs), design {doc['design']}, "
+        f"model: {'compiled by mypyc' if doc.get('compiled') else 'Python'}, "
         f"kernel: {doc['kernel_method']}",
         f"{'sample':>6}  {'model calls/s':>14}  {'kernel calls/s':>14}  {'ratio':>6}",
     ]
