@@ -19,7 +19,7 @@ from writepath.kernel.filemap import DESIGNS, LOOP_FORMS
 from writepath.kernel.fs import filesystems
 from writepath.kernel.fs.ext2 import EXT2_MAX_SIZE_4K, ext4_max_bitmap_size
 from writepath.kernel.fs.shmem_huge import HPAGE_PMD_ORDER, shmem_suitable_order
-from writepath.kernel.pagecache import Folio
+from writepath.kernel.pagecache import Folio, write_ops
 from writepath.mounts import FsPool, Unavailable, fs_type_of
 from writepath.run import run_scenario
 from writepath.scenario import Scenario, fill, parse_scenario
@@ -269,3 +269,18 @@ def test_retargeting_the_catalogue_keeps_uncached_data_off_tmpfs_huge() -> None:
     assert retarget(s, "btrfs").files[0].fs == "btrfs"
     with pytest.raises(Exception, match="page cache"):
         retarget(s, "tmpfs-huge")
+
+
+def test_write_ops_of_filesystems_with_and_without_write_begin() -> None:
+    """iomap's and btrfs's aops leave ->write_begin/->write_end NULL, as the kernel's do; a
+    write loop that calls them gets them from write_ops(), which refuses such a filesystem by
+    name instead of calling a missing operation."""
+    from writepath.kernel.fs.btrfs import btrfs_aops
+    from writepath.kernel.fs.shmem import shmem_aops, shmem_write_begin, shmem_write_end
+    from writepath.kernel.fs.xfs import xfs_aops
+
+    assert write_ops(shmem_aops) == (shmem_write_begin, shmem_write_end)
+    for a_ops in (xfs_aops, btrfs_aops):
+        assert a_ops.write_begin is None and a_ops.write_end is None
+        with pytest.raises(TypeError, match=a_ops.name):
+            write_ops(a_ops)

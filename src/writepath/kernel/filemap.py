@@ -60,6 +60,7 @@ from writepath.kernel.mm import do_user_addr_fault
 from writepath.kernel.pagecache import (
     Folio,
     balance_dirty_pages_ratelimited,
+    write_ops,
 )
 
 # filemap_fault() is in mm/filemap.c; its model sits with the read-around it starts.
@@ -123,8 +124,7 @@ def generic_perform_write_v6_13(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    write_begin = a_ops.write_begin
-    write_end = a_ops.write_end
+    write_begin, write_end = write_ops(a_ops)
     chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
@@ -193,8 +193,7 @@ def generic_perform_write_v6_14(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[i
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    write_begin = a_ops.write_begin
-    write_end = a_ops.write_end
+    write_begin, write_end = write_ops(a_ops)
     chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
@@ -263,8 +262,7 @@ def generic_perform_write_no_fault_in(task: Task, iocb: Kiocb, i: IovIter) -> Sl
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    write_begin = a_ops.write_begin
-    write_end = a_ops.write_end
+    write_begin, write_end = write_ops(a_ops)
     chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
@@ -330,8 +328,7 @@ def generic_perform_write_faulting_copy(task: Task, iocb: Kiocb, i: IovIter) -> 
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    write_begin = a_ops.write_begin
-    write_end = a_ops.write_end
+    write_begin, write_end = write_ops(a_ops)
     chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0
@@ -400,8 +397,7 @@ def generic_perform_write_any_byte_check(task: Task, iocb: Kiocb, i: IovIter) ->
     pos = iocb.ki_pos
     mapping = file.f_mapping
     a_ops = mapping.a_ops
-    write_begin = a_ops.write_begin
-    write_end = a_ops.write_end
+    write_begin, write_end = write_ops(a_ops)
     chunk = PAGE_SIZE << mapping.max_order  # mapping_max_folio_size(), an inline
     status = 0
     written = 0

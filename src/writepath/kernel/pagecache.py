@@ -317,14 +317,26 @@ class AddressSpaceOperations:
       into it. It unlocks the folio and returns how many bytes it accepted: ``copied``, or 0 for a
       filesystem that cannot keep a short copy (the caller then retries). It updates i_size. It
       does not sleep in this model.
+    - Either is None for a filesystem whose buffered writes do not go through them (iomap's
+      and btrfs's leave them NULL); ``write_ops()`` gives the pair to a loop that calls them.
     - ``read_folio(task, folio)`` fills a locked folio that is not uptodate from the backing store
       and marks it uptodate; the folio stays locked (the caller unlocks it).
     """
 
     name: str
-    write_begin: WriteBegin
-    write_end: WriteEnd
+    write_begin: WriteBegin | None
+    write_end: WriteEnd | None
     read_folio: ReadFolio
+
+
+def write_ops(a_ops: AddressSpaceOperations) -> tuple[WriteBegin, WriteEnd]:
+    """``a_ops->write_begin`` and ``->write_end`` for a write loop that calls them. The C calls
+    them unchecked (a filesystem without them never reaches generic_perform_write()); here a
+    loop handed such a filesystem fails at once, naming it."""
+    begin, end = a_ops.write_begin, a_ops.write_end
+    if begin is None or end is None:
+        raise TypeError(f"{a_ops.name} has no ->write_begin/->write_end")
+    return begin, end
 
 
 class AddressSpace:

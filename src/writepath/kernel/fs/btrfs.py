@@ -42,7 +42,6 @@ from writepath.kernel.iov_iter import (
 )
 from writepath.kernel.pagecache import (
     FGP_WRITEBEGIN,
-    AddressSpace,
     AddressSpaceOperations,
     Folio,
     __filemap_get_folio,
@@ -77,25 +76,6 @@ from writepath.kernel.vfs import (
 )
 
 BTRFS_SECTORSIZE: Final = PAGE_SIZE
-
-
-def btrfs_no_write_begin(
-    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
-) -> Sleeps[tuple[int, Folio | None, object]]:
-    raise NotImplementedError("btrfs writes through btrfs_buffered_write(), not ->write_begin")
-
-
-def btrfs_no_write_end(
-    task: Task,
-    file: File,
-    mapping: AddressSpace,
-    pos: int,
-    len: int,
-    copied: int,
-    folio: Folio,
-    fsdata: object,
-) -> int:
-    raise NotImplementedError("btrfs writes through btrfs_buffered_write(), not ->write_end")
 
 
 def btrfs_read_folio(task: Task, folio: Folio) -> int:
@@ -236,9 +216,8 @@ def btrfs_buffered_write(task: Task, iocb: Kiocb, i: IovIter) -> Sleeps[int]:
     return result
 
 
-btrfs_aops = AddressSpaceOperations(
-    "btrfs_aops", btrfs_no_write_begin, btrfs_no_write_end, btrfs_read_folio
-)
+# No ->write_begin/->write_end: btrfs writes through btrfs_buffered_write() (fs/btrfs/inode.c).
+btrfs_aops = AddressSpaceOperations("btrfs_aops", None, None, btrfs_read_folio)
 
 
 def btrfs() -> FileSystem:

@@ -56,7 +56,6 @@ from writepath.kernel.task import (
     note_progress,
 )
 from writepath.kernel.vfs import (
-    File,
     FileSystem,
     Inode,
     Kiocb,
@@ -224,25 +223,6 @@ def fuse_cache_write_iter(task: Task, iocb: Kiocb, from_: IovIter) -> Sleeps[int
     return ret
 
 
-def fuse_no_write_begin(
-    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
-) -> Sleeps[tuple[int, Folio | None, object]]:
-    raise NotImplementedError("fuse without writeback_cache writes through fuse_perform_write()")
-
-
-def fuse_no_write_end(
-    task: Task,
-    file: File,
-    mapping: AddressSpace,
-    pos: int,
-    len: int,
-    copied: int,
-    folio: Folio,
-    fsdata: object,
-) -> int:
-    raise NotImplementedError("fuse without writeback_cache writes through fuse_perform_write()")
-
-
 def fuse_read_folio(task: Task, folio: Folio) -> int:
     """fuse_read_folio(): a FUSE_READ of the folio; what the daemon's file lacks reads as
     zeros (a short read past EOF is zero-filled)."""
@@ -253,9 +233,9 @@ def fuse_read_folio(task: Task, folio: Folio) -> int:
     return 0
 
 
-fuse_file_aops = AddressSpaceOperations(
-    "fuse_file_aops", fuse_no_write_begin, fuse_no_write_end, fuse_read_folio
-)
+# fuse_file_aops (fs/fuse/file.c) has fuse_write_begin()/fuse_write_end(), but only the
+# writeback_cache mode writes through them, and the model mounts without it: left out.
+fuse_file_aops = AddressSpaceOperations("fuse_file_aops", None, None, fuse_read_folio)
 
 
 def fuse() -> FileSystem:

@@ -34,11 +34,10 @@ from writepath.kernel.fs.iomap_iter import (
 )
 from writepath.kernel.iov_iter import IovIter
 from writepath.kernel.mm import VMA
-from writepath.kernel.pagecache import AddressSpace, AddressSpaceOperations, Folio
+from writepath.kernel.pagecache import AddressSpaceOperations, Folio
 from writepath.kernel.readahead import READAHEAD_WALKS, filemap_fault
 from writepath.kernel.task import Sleeps, Task
 from writepath.kernel.vfs import (
-    File,
     FileSystem,
     Inode,
     Kiocb,
@@ -50,25 +49,6 @@ from writepath.kernel.vfs import (
 BLOCK_SHIFT: Final = 12
 #: The most a new delalloc reservation maps in one ->iomap_begin: 1024 pages.
 XFS_MAX_DELALLOC_MAP: Final = 1024 * PAGE_SIZE
-
-
-def xfs_no_write_begin(
-    task: Task, file: File, mapping: AddressSpace, pos: int, len: int
-) -> Sleeps[tuple[int, Folio | None, object]]:
-    raise NotImplementedError("xfs writes through iomap_write_iter(), not ->write_begin")
-
-
-def xfs_no_write_end(
-    task: Task,
-    file: File,
-    mapping: AddressSpace,
-    pos: int,
-    len: int,
-    copied: int,
-    folio: Folio,
-    fsdata: object,
-) -> int:
-    raise NotImplementedError("xfs writes through iomap_write_iter(), not ->write_end")
 
 
 def _has_data(inode: Inode, block: int) -> bool:
@@ -216,9 +196,8 @@ def xfs_vm_readahead(task: Task, inode: Inode, pos: int, length: int) -> None:
         iomap_iter_advance(it, iomap_length(it))
 
 
-xfs_aops = AddressSpaceOperations(
-    "xfs_aops", xfs_no_write_begin, xfs_no_write_end, iomap_read_folio
-)
+# No ->write_begin/->write_end: xfs writes through iomap_write_iter() (fs/xfs/xfs_aops.c).
+xfs_aops = AddressSpaceOperations("xfs_aops", None, None, iomap_read_folio)
 READAHEAD_WALKS[xfs_aops.name] = xfs_vm_readahead
 
 
