@@ -459,3 +459,21 @@ def test_find_scenario(tmp_path: Path) -> None:
         with pytest.raises(ScenarioError) as e:
             find_scenario(missing)
         assert e.value.reason == "no such file or catalogue scenario"
+
+
+def test_the_data_folders_in_use_hold_the_checkouts_files() -> None:
+    """An editable install reads the checkout's folders; a built wheel (the CI's compiled
+    build) reads the copies setup.py put in writepath/_data/. Either way the files are the
+    checkout's, byte for byte."""
+    from pathlib import Path
+
+    from writepath.datadirs import DATA_FOLDERS, data_dir
+
+    checkout = Path(__file__).resolve().parents[1]
+    for name in DATA_FOLDERS:
+        mine = sorted(p.relative_to(checkout / name) for p in (checkout / name).rglob("*.toml"))
+        used = data_dir(name)
+        theirs = sorted(p.relative_to(used) for p in used.rglob("*.toml"))
+        assert mine and theirs == mine, name
+        for rel in mine:
+            assert (used / rel).read_bytes() == (checkout / name / rel).read_bytes(), rel

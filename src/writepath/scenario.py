@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from writepath.datadirs import data_dir
 from writepath.kernel.constants import (
     KERNEL_ADDRESS,
     LLONG_MAX,
@@ -1086,9 +1087,8 @@ def check_memory(scenario: Scenario, limit: int) -> None:
 
 
 def default_catalogue() -> Path:
-    """The ``scenarios/`` folder of a source checkout (or the current directory's)."""
-    here = Path(__file__).resolve().parents[2] / "scenarios"
-    return here if here.is_dir() else Path("scenarios")
+    """The ``scenarios/`` folder of a source checkout, else a wheel's copy (``datadirs``)."""
+    return data_dir("scenarios")
 
 
 def load_catalogue(paths: Iterable[str | Path] | None = None) -> list[Scenario]:

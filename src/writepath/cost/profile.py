@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from writepath.datadirs import data_dir
 from writepath.scenario import TomlFileError, read_toml_file
 
 #: A profile file is small: one value per cost unit, with its source.
@@ -289,6 +290,5 @@ def load_profiles(directory: str | Path | None = None) -> dict[str, Profile]:
 
 
 def default_profiles_dir() -> Path:
-    """The ``profiles/`` folder of a source checkout (or the current directory's)."""
-    here = Path(__file__).resolve().parents[3] / "profiles"
-    return here if here.is_dir() else Path("profiles")
+    """The ``profiles/`` folder of a source checkout, else a wheel's copy (``datadirs``)."""
+    return data_dir("profiles")

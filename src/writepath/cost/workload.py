@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from writepath.datadirs import data_dir
 from writepath.scenario import (
     Scenario,
     ScenarioError,
@@ -224,8 +225,8 @@ def load_workload(path: str | Path) -> Workload:
 
 
 def default_workloads_dir() -> Path:
-    here = Path(__file__).resolve().parents[3] / "workloads"
-    return here if here.is_dir() else Path("workloads")
+    """The ``workloads/`` folder of a source checkout, else a wheel's copy (``datadirs``)."""
+    return data_dir("workloads")
 
 
 def load_workloads(directory: str | Path | None = None) -> dict[str, Workload]:
