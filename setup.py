@@ -58,8 +58,11 @@ class BuildPyWithData(build_py):
 def ext_modules() -> list[object]:
     if os.environ.get("WRITEPATH_MYPYC") != "1":
         return []
-    if "editable_wheel" in sys.argv:  # how setuptools' PEP 660 hook runs this file
+    # How setuptools' PEP 660 hook, and an in-place build_ext, run this file.
+    if "editable_wheel" in sys.argv or "--inplace" in sys.argv or "-i" in sys.argv:
         raise SystemExit("WRITEPATH_MYPYC=1 builds a wheel; an editable install stays Python")
+    if not {"bdist_wheel", "build", "build_ext", "install"} & set(sys.argv):
+        return []  # metadata only (dist_info, egg_info): no need to compile for it
     from mypyc.build import mypycify
 
     return list(mypycify(compiled_modules(), opt_level="3"))

@@ -959,3 +959,23 @@ def test_semantics_without_a_catalogue_is_a_skip_with_the_reason(tmp_path: Path)
     run = semantics.run_semantics(Runner(dry_run=True), wd, {}, tmp_path / "busybox", [])
     assert run.stage.status is Status.SKIPPED and "scenarios/" in run.stage.detail
     assert run.report is None
+
+
+def test_what_the_guest_imports_needs_the_standard_library_only() -> None:
+    """The guest has the standard library and writepath's sources, nothing else (guest.py):
+    the modules guest.main() imports, and the model they pull in, import under ``python -S``
+    (no site-packages) with every third-party name blocked."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(src)!r})\n"
+        "for name in ('rich', 'mypy_extensions', 'mfusepy'):\n"
+        "    sys.modules[name] = None\n"
+        "import writepath.lab.guest, writepath.oracle, writepath.mounts, writepath.results\n"
+        "import writepath.scenario, writepath.run\n"
+        "sys.stdout.write('ok')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert r.stdout == "ok", r.stderr

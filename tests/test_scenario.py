@@ -467,12 +467,17 @@ def test_the_data_folders_in_use_hold_the_checkouts_files() -> None:
     checkout's, byte for byte."""
     from pathlib import Path
 
+    import writepath
     from writepath.datadirs import DATA_FOLDERS, data_dir
 
     checkout = Path(__file__).resolve().parents[1]
+    installed = Path(writepath.__file__).resolve().parent
     for name in DATA_FOLDERS:
         mine = sorted(p.relative_to(checkout / name) for p in (checkout / name).rglob("*.toml"))
         used = data_dir(name)
+        # Never the current directory's fallback, which would hide a wheel without its data.
+        want = checkout / name if installed == checkout / "src" / "writepath" else None
+        assert used == (want or installed / "_data" / name), used
         theirs = sorted(p.relative_to(used) for p in used.rglob("*.toml"))
         assert mine and theirs == mine, name
         for rel in mine:

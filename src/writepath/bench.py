@@ -173,11 +173,14 @@ def _kernel_loop(directory: str = "/dev/shm") -> Iterator[Callable[[float], tupl
 def model_compiled() -> bool:
     """Whether the model's modules are mypyc's extension modules (a ``WRITEPATH_MYPYC=1``
     build) rather than Python source."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
     import writepath.kernel.filemap
     import writepath.sched
 
     return all(
-        not str(m.__file__).endswith(".py") for m in (writepath.kernel.filemap, writepath.sched)
+        str(m.__file__).endswith(tuple(EXTENSION_SUFFIXES))
+        for m in (writepath.kernel.filemap, writepath.sched)
     )
 
 

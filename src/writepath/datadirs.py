@@ -20,7 +20,10 @@ def data_dir(name: str) -> Path:
     if name not in DATA_FOLDERS:
         raise ValueError(f"no data folder {name!r}")
     package = Path(__file__).resolve().parent
-    for candidate in (package.parents[1] / name, package / "_data" / name):
-        if candidate.is_dir():
+    # A checkout's package sits in src/; an installed one in site-packages (or a --target
+    # folder), whose parent's folders are nobody's catalogue.
+    checkout = package.parents[1] / name if package.parent.name == "src" else None
+    for candidate in (checkout, package / "_data" / name):
+        if candidate is not None and candidate.is_dir():
             return candidate
     return Path(name)

@@ -25,9 +25,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
-
-from mypy_extensions import mypyc_attr
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from writepath.kernel import tracepoints as tp
 from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
@@ -36,6 +34,18 @@ from writepath.kernel.tracepoints import ENTER, EXIT, FOLIO_LOCK, FOLIO_UNLOCK
 
 if TYPE_CHECKING:
     from writepath.kernel.vfs import File, Inode
+
+_C = TypeVar("_C")
+
+try:
+    # Read only by mypyc (setup.py, WRITEPATH_MYPYC=1), which brings mypy_extensions along; a
+    # plain install, and the lab's guest (standard library only), take the no-op below.
+    from mypy_extensions import mypyc_attr
+except ImportError:
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Callable[[_C], _C]:
+        return lambda cls: cls
+
 
 # fgf_t flags (include/linux/pagemap.h)
 FGP_ACCESSED: Final = 1 << 0
@@ -224,12 +234,6 @@ def folio_mark_dirty(task: Task, folio: Folio) -> bool:
     filesystems here sets PG_dirty (noop_dirty_folio() of shmem and ramfs, filemap_dirty_folio()
     behind iomap and buffer heads, which also account the dirty page). True if the folio was
     clean. Emits ``folio_mark_dirty`` enter/exit (b: folio index, then the return value)."""
-    emit = task.emit
-    emit((ENTER, task.pid, "folio_mark_dirty", folio.index))
-    was_clean = not folio.dirty
-    folio.dirty = True
-    emit((EXIT, task.pid, "folio_mark_dirty", was_clean))
-    return was_clean
     emit = task.emit
     emit((ENTER, task.pid, "folio_mark_dirty", folio.index))
     was_clean = not folio.dirty
