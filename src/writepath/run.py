@@ -14,6 +14,7 @@ from writepath.kernel.constants import PAGE_SHIFT, PAGE_SIZE
 from writepath.kernel.fadvise import POSIX_FADV_DONTNEED, generic_fadvise
 from writepath.kernel.filemap import DESIGNS
 from writepath.kernel.fs import filesystems
+from writepath.kernel.fs.fuse import fuse_file_aops, fuse_new_folio_written
 from writepath.kernel.kernel import Kernel
 from writepath.kernel.madvise import (
     MADV_DONTNEED,
@@ -30,6 +31,7 @@ from writepath.kernel.pagecache import (
     Folio,
     fgf_set_order,
     filemap_add_folio,
+    folio_size,
     mapping_max_folio_size,
 )
 from writepath.kernel.read import ksys_pread64
@@ -176,7 +178,12 @@ def _populate_file(task: Task, inode: Inode, spec_data: str, size: int, cached: 
         folio = Folio(mapping, index, order)
         for k in range(min(folio.nr_pages, npages - index)):
             folio.data[k << PAGE_SHIFT : (k + 1) << PAGE_SHIFT] = pages[index + k]
-        folio.uptodate = True
+        if inode.fs.a_ops is fuse_file_aops:
+            # Written through FUSE: a partial EOF folio is left not uptodate.
+            written = min(folio_size(folio), size - (index << PAGE_SHIFT))
+            fuse_new_folio_written(task, folio, written)
+        else:
+            folio.uptodate = True
         filemap_add_folio(task, mapping, folio)
 
 

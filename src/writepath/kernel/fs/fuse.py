@@ -127,8 +127,7 @@ def fuse_fill_write_pages(
         offset += tmp
         if offset == PAGE_SIZE:
             offset = 0
-        if tmp == PAGE_SIZE:
-            folio_mark_uptodate(task, folio)
+        fuse_mark_copied_folio(task, folio, tmp)
         if folio.uptodate:
             folio_unlock(task, folio)
         else:
@@ -137,6 +136,28 @@ def fuse_fill_write_pages(
         if offset != 0:
             break
     return count if count > 0 else err
+
+
+def fuse_mark_copied_folio(task: Task, folio: Folio, copied: int) -> None:
+    """The uptodate rule of fuse_fill_write_pages() (fs/fuse/file.c, v6.18): a folio the copy
+    filled whole is marked uptodate; any other is left as it was. The folio is never read
+    first, so a new folio that took a partial copy stays not uptodate, the rest of its memory
+    what the page allocator gave; fuse_send_write_pages() does not change that (it only clears
+    uptodate, on an error or a short reply)."""
+    if copied == folio_size(folio):
+        folio_mark_uptodate(task, folio)
+
+
+def fuse_new_folio_written(task: Task, folio: Folio, copied: int) -> None:
+    """A new page-cache folio (from __filemap_get_folio(FGP_WRITEBEGIN), not cleared) into whose
+    start fuse_fill_write_pages() (fs/fuse/file.c, v6.18) copied ``copied`` bytes, whole-folio
+    requests before it: what a write-through write of a file from offset 0 leaves in the page
+    cache. The bytes past the copy stay uninitialized, and a partial folio (a file's partial
+    EOF page) stays not uptodate: the next fault on it reads it (filemap_fault()'s
+    page_not_uptodate path, then a retry), as a read() does."""
+    folio.uninit[:] = [(copied, folio_size(folio))] if copied < folio_size(folio) else []
+    folio.data[copied:] = bytes(folio_size(folio) - copied)  # uninitialized reads as zeros
+    fuse_mark_copied_folio(task, folio, copied)
 
 
 def fuse_send_write_pages(task: Task, ia: FuseIoArgs, inode: Inode, pos: int, count: int) -> int:
