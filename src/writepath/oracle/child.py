@@ -198,7 +198,16 @@ def plant_canary(directory: str, nbytes: int) -> None:
     an aligned offset makes a folio of order k on filesystems with large folios), on the
     filesystem under test, and the file is deleted. Anonymous memory does not serve: freeing it
     also frees zeroed page-table pages last, and those come back first.
+
+    At most half the space free on the filesystem is planted: a journalled filesystem cannot
+    reuse the deleted canary's blocks before its running transaction commits, so a canary that
+    filled a small image made the scenario's first allocation fail with ENOSPC, and ext4 (-o
+    nodelalloc) then truncated its folio and retried in ext4_write_begin(), a path the scenario
+    never asked for.
     """
+    st = os.statvfs(directory)
+    room = st.f_bavail * st.f_frsize // 2
+    nbytes = min(nbytes, room)  # spread over every order, not only the first ones
     path = os.path.join(directory, f"canary.{os.getpid()}")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
@@ -209,6 +218,8 @@ def plant_canary(directory: str, nbytes: int) -> None:
         for order in CANARY_ORDERS:
             size = PAGE_SIZE << order
             for _ in range(per_order // size):
+                if off + size > room:
+                    return
                 try:
                     os.pwrite(fd, chunk[:size], off)
                 except OSError:

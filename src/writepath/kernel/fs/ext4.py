@@ -211,7 +211,15 @@ def ext4_write_begin(
     task: Task, file: File, mapping: AddressSpace, pos: int, len: int
 ) -> Sleeps[tuple[int, Folio | None, object]]:
     """ext4_write_begin() (fs/ext4/inode.c, v6.18): a folio sized for the write (order 0 where
-    the mapping has no large folios), its blocks mapped and allocated by ext4_get_block()."""
+    the mapping has no large folios), its blocks mapped and allocated by ext4_get_block().
+
+    Not modelled: the error path. When an allocation fails (-ENOSPC, or -EAGAIN when the
+    journal handle cannot be extended), the kernel unlocks the folio, ext4_truncate_failed_write()
+    drops it from the page cache with the blocks allocated beyond EOF, and -EAGAIN, or -ENOSPC
+    with ext4_should_retry_alloc() (blocks freed in the running transaction: it forces a commit),
+    goes back to ``retry_journal``, where the folio no longer belongs to the mapping and a new
+    one is grabbed: a delete and a second add of the folio in the trace. The model's
+    filesystems never run out of space or journal credits."""
     task.emit((tp.ENTER, task.pid, "ext4_write_begin", pos))
     tp.trace_ext4_write_begin(task, "ext4_write_begin", mapping.host.name, pos, len)
     index = pos >> PAGE_SHIFT
