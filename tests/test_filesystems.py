@@ -205,21 +205,12 @@ needs_root_and_fuse = pytest.mark.skipif(
 )
 
 
-@needs_root_and_fuse
-@pytest.mark.parametrize(
-    ("regions", "call"),
-    [
-        ([GOOD_2PAGES, HOLE_PAGE], READABLE_PREFIX_CALL),
-        ([GOOD_PAGE, BAD_PAGE], {"op": "writev", "iov": [["buf", 0, 1000], ["bad", 0, 1000]]}),
-    ],
-)
-def test_the_daemons_write_requests_are_the_models(
-    regions: list[dict[str, Any]], call: dict[str, Any]
-) -> None:
-    from writepath.diff import design_for_running_kernel
+def _daemon_writes(s: Scenario) -> tuple[Any, list[tuple[int, int]]]:
+    """Run ``s`` on the real kernel's fuse mount (skip where there is none): the oracle's
+    result, and the (offset, size) of every FUSE_WRITE the daemon logged for the scenario's
+    file, in order."""
     from writepath.oracle import run_oracle
 
-    s = scenario("fuse", regions, call)
     with FsPool() as pool:
         try:
             pool.directory("fuse")
@@ -237,6 +228,24 @@ def test_the_daemons_write_requests_are_the_models(
                 for path, off, n in (line.split() for line in f)
                 if os.path.basename(path) == target
             ]
+    return kernel, seen
+
+
+@needs_root_and_fuse
+@pytest.mark.parametrize(
+    ("regions", "call"),
+    [
+        ([GOOD_2PAGES, HOLE_PAGE], READABLE_PREFIX_CALL),
+        ([GOOD_PAGE, BAD_PAGE], {"op": "writev", "iov": [["buf", 0, 1000], ["bad", 0, 1000]]}),
+    ],
+)
+def test_the_daemons_write_requests_are_the_models(
+    regions: list[dict[str, Any]], call: dict[str, Any]
+) -> None:
+    from writepath.diff import design_for_running_kernel
+
+    s = scenario("fuse", regions, call)
+    kernel, seen = _daemon_writes(s)
     model = fuse_writes(s, design_for_running_kernel())
     assert seen == model
     assert sum(n for _, n in seen) == kernel.calls[0].ret
@@ -390,25 +399,9 @@ def test_fuse_fault_leaves_the_eof_page_read_and_uptodate() -> None:
 @needs_root_and_fuse
 def test_the_daemon_sees_a_write_into_a_partial_eof_page_split_as_the_model_does() -> None:
     from writepath.diff import design_for_running_kernel
-    from writepath.oracle import run_oracle
 
     s = scenario("fuse", [{**GOOD_PAGE, "pages": 3}], PARTIAL_EOF_WRITE_CALL, size=1000)
-    with FsPool() as pool:
-        try:
-            pool.directory("fuse")
-        except Unavailable as e:
-            pytest.skip(str(e))
-        log = pool.fuse_write_log()
-        assert log is not None
-        kernel = run_oracle(s, pool=pool)
-        assert kernel.verdict == "ok", kernel.evidence
-        target = f"{s.name}.{s.files[0].name}"
-        with open(log) as f:
-            seen = [
-                (int(off), int(n))
-                for path, off, n in (line.split() for line in f)
-                if os.path.basename(path) == target
-            ]
+    kernel, seen = _daemon_writes(s)
     assert seen[0] == (0, 1000)  # the setup's pwrite of the file's 1000 bytes
     assert seen[1:] == fuse_writes(s, design_for_running_kernel())
     assert kernel.calls[0].ret == 8192

@@ -570,6 +570,20 @@ def _NO_KVM() -> AccelInfo:
     return AccelInfo("tcg", "none", "no /dev/kvm: TCG only")
 
 
+def _unpacked_workdir(tmp_path: Path, makefile: bool = True) -> tuple[Path, Path]:
+    """A lab work folder whose 6.12 source counts as unpacked (with its Makefile's version, or
+    none), and a stand-in busybox: (workdir, busybox)."""
+    wd = tmp_path / "wd"
+    tree = wd / "src" / "linux-source-6.12"
+    tree.mkdir(parents=True)
+    (tree / ".writepath-unpacked").touch()
+    if makefile:
+        (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF")
+    return wd, busybox
+
+
 def _no_predictor() -> tuple[None, str]:
     return None, "no cost model here"
 
@@ -577,13 +591,7 @@ def _no_predictor() -> tuple[None, str]:
 def test_full_run_offline_with_fake_backends(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    wd = tmp_path / "wd"
-    tree = wd / "src" / "linux-source-6.12"
-    tree.mkdir(parents=True)
-    (tree / ".writepath-unpacked").touch()
-    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n")
-    busybox = tmp_path / "busybox"
-    busybox.write_bytes(b"\x7fELF")
+    wd, busybox = _unpacked_workdir(tmp_path)
     fake = _FakeLab(patched_per_mille=950)
     backends = cli.LabBackends(
         runner=fake, missing=lambda: [], busybox=busybox, accel=_NO_KVM, predictor=_no_predictor
@@ -620,12 +628,7 @@ def test_failed_boot_names_the_step_and_keeps_its_log(
                 log.write_text("Kernel panic - not syncing: VFS\n")
             return res
 
-    wd = tmp_path / "wd"
-    tree = wd / "src" / "linux-source-6.12"
-    tree.mkdir(parents=True)
-    (tree / ".writepath-unpacked").touch()
-    busybox = tmp_path / "busybox"
-    busybox.write_bytes(b"\x7fELF")
+    wd, busybox = _unpacked_workdir(tmp_path, makefile=False)
     fake = Panicking(patched_per_mille=1000)
     backends = cli.LabBackends(runner=fake, missing=lambda: [], busybox=busybox, accel=_NO_KVM)
     assert cli.main(_args("--workdir", str(wd)), backends) == cli.EXIT_ERROR
@@ -930,13 +933,7 @@ def test_semantics_run_offline_with_fake_backends(
                 out.write_bytes(_results(_guest_record(s.name, _kernel_answer(4096))))
             return res
 
-    wd = tmp_path / "wd"
-    tree = wd / "src" / "linux-source-6.12"
-    tree.mkdir(parents=True)
-    (tree / ".writepath-unpacked").touch()
-    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n")
-    busybox = tmp_path / "busybox"
-    busybox.write_bytes(b"\x7fELF")
+    wd, busybox = _unpacked_workdir(tmp_path)
     fake = Guests(patched_per_mille=1000)
     backends = cli.LabBackends(
         runner=fake, missing=lambda: [], busybox=busybox, accel=_NO_KVM, catalogue=[s]
